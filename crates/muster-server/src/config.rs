@@ -1,0 +1,320 @@
+//! Server configuration: a [`Config`] read from TOML (`-c/--config`) and the
+//! gunicorn-style command-line flags in [`ServerArgs`].
+//!
+//! Precedence, lowest first: built-in defaults, the `WEB_CONCURRENCY` environment
+//! variable (workers) and `PROMETHEUS_MULTIPROC_DIR` (directory), the config file, the
+//! command-line flags. On SIGHUP the supervisor recomputes the configuration the same way
+//! (re-reading the file) with [`Config::reload`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ServerError;
+
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
+/// The settings of one server run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Number of application worker processes.
+    pub workers: usize,
+    /// Addresses to listen on (`host:port`); ignored when systemd passes sockets.
+    pub bind: Vec<String>,
+    /// A worker silent (no heartbeat) for this long is killed and replaced.
+    pub timeout: Duration,
+    /// How long a stopping worker may take to finish in-flight requests.
+    pub graceful_timeout: Duration,
+    /// Requests after which a worker is recycled; 0 disables recycling.
+    pub max_requests: u64,
+    /// Up to this many extra requests, chosen at random per worker, are added to
+    /// `max_requests` so that workers do not all recycle at once.
+    pub max_requests_jitter: u64,
+    /// Pid file written at start and removed at exit.
+    pub pid: Option<PathBuf>,
+    /// Separate listener for `/metrics` and health, served outside the app workers.
+    pub metrics_bind: Option<String>,
+    /// The multiprocess directory; a private temporary one when `None`.
+    pub multiproc_dir: Option<PathBuf>,
+    /// Consecutive workers that die before ever becoming ready before the server gives
+    /// up with an error.
+    pub max_boot_failures: u32,
+    /// The TOML file this configuration was read from, re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// The command-line flags, re-applied over the file on SIGHUP.
+    pub(crate) args: Option<ServerArgs>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: default_workers(),
+            bind: vec![DEFAULT_BIND.to_string()],
+            timeout: Duration::from_secs(30),
+            graceful_timeout: Duration::from_secs(30),
+            max_requests: 0,
+            max_requests_jitter: 0,
+            pid: None,
+            metrics_bind: None,
+            multiproc_dir: std::env::var_os("PROMETHEUS_MULTIPROC_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            max_boot_failures: 5,
+            config_file: None,
+            args: None,
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    if let Some(n) = std::env::var("WEB_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The keys a TOML config file may hold (all optional; unknown keys are an error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    workers: Option<usize>,
+    bind: Option<Vec<String>>,
+    timeout: Option<f64>,
+    graceful_timeout: Option<f64>,
+    max_requests: Option<u64>,
+    max_requests_jitter: Option<u64>,
+    pid: Option<PathBuf>,
+    metrics_bind: Option<String>,
+    multiproc_dir: Option<PathBuf>,
+    max_boot_failures: Option<u32>,
+}
+
+/// Command-line flags with gunicorn's names; flatten into a clap parser with
+/// `#[command(flatten)]`, then call [`ServerArgs::to_config`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// Number of worker processes [default: $WEB_CONCURRENCY or the number of cores]
+    #[arg(short = 'w', long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Address to listen on, host:port; repeatable [default: 127.0.0.1:8000]
+    #[arg(short = 'b', long = "bind", value_name = "ADDR")]
+    pub bind: Vec<String>,
+    /// Kill and replace a worker silent for this many seconds [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Seconds a stopping worker gets to finish in-flight requests [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub graceful_timeout: Option<f64>,
+    /// Recycle a worker after this many requests; 0 = never [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Random extra requests (0..=N) added to --max-requests per worker [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_requests_jitter: Option<u64>,
+    /// Write the supervisor's pid to this file
+    #[arg(long, value_name = "FILE")]
+    pub pid: Option<PathBuf>,
+    /// TOML configuration file (re-read on SIGHUP)
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve /metrics and health on this address from a process outside the app workers
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
+    /// Multiprocess metrics directory [default: $PROMETHEUS_MULTIPROC_DIR or a private temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub multiproc_dir: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// Builds the configuration: defaults and environment, then the config file given
+    /// with `-c`, then these flags.
+    pub fn to_config(&self) -> Result<Config, ServerError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(w) = self.workers {
+            config.workers = w;
+        }
+        if !self.bind.is_empty() {
+            config.bind = self.bind.clone();
+        }
+        if let Some(t) = self.timeout {
+            config.timeout = seconds("--timeout", t)?;
+        }
+        if let Some(t) = self.graceful_timeout {
+            config.graceful_timeout = seconds("--graceful-timeout", t)?;
+        }
+        if let Some(n) = self.max_requests {
+            config.max_requests = n;
+        }
+        if let Some(n) = self.max_requests_jitter {
+            config.max_requests_jitter = n;
+        }
+        if self.pid.is_some() {
+            config.pid = self.pid.clone();
+        }
+        if self.metrics_bind.is_some() {
+            config.metrics_bind = self.metrics_bind.clone();
+        }
+        if self.multiproc_dir.is_some() {
+            config.multiproc_dir = self.multiproc_dir.clone();
+        }
+        config.args = Some(self.clone());
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn seconds(what: &str, v: f64) -> Result<Duration, ServerError> {
+    if !v.is_finite() || v < 0.0 || v > 1.0e9 {
+        return Err(ServerError::Config(format!(
+            "{what} must be a number of seconds between 0 and 1e9, got {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Config {
+    /// Parses a TOML document over the defaults (see the module docs for the keys).
+    pub fn from_toml_str(text: &str) -> Result<Config, ServerError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ServerError::Config(format!("{e}")))?;
+        let mut config = Config::default();
+        if let Some(w) = file.workers {
+            config.workers = w;
+        }
+        if let Some(b) = file.bind {
+            config.bind = b;
+        }
+        if let Some(t) = file.timeout {
+            config.timeout = seconds("timeout", t)?;
+        }
+        if let Some(t) = file.graceful_timeout {
+            config.graceful_timeout = seconds("graceful_timeout", t)?;
+        }
+        if let Some(n) = file.max_requests {
+            config.max_requests = n;
+        }
+        if let Some(n) = file.max_requests_jitter {
+            config.max_requests_jitter = n;
+        }
+        if file.pid.is_some() {
+            config.pid = file.pid;
+        }
+        if file.metrics_bind.is_some() {
+            config.metrics_bind = file.metrics_bind;
+        }
+        if file.multiproc_dir.is_some() {
+            config.multiproc_dir = file.multiproc_dir;
+        }
+        if let Some(n) = file.max_boot_failures {
+            config.max_boot_failures = n;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ServerError::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let mut config = Self::from_toml_str(&text).map_err(|e| match e {
+            ServerError::Config(m) => {
+                ServerError::Config(format!("config file {}: {m}", path.display()))
+            }
+            other => other,
+        })?;
+        config.config_file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Recomputes the configuration as at startup (re-reading the config file, then
+    /// re-applying the command-line flags). Used on SIGHUP.
+    pub fn reload(&self) -> Result<Config, ServerError> {
+        match (&self.args, &self.config_file) {
+            (Some(args), _) => args.to_config(),
+            (None, Some(path)) => Config::from_file(path),
+            (None, None) => Ok(self.clone()),
+        }
+    }
+
+    /// Checks the values for consistency.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.workers == 0 {
+            return Err(ServerError::Config("workers must be at least 1".into()));
+        }
+        if self.workers > crate::scoreboard::MAX_APP_WORKERS {
+            return Err(ServerError::Config(format!(
+                "workers must be at most {}",
+                crate::scoreboard::MAX_APP_WORKERS
+            )));
+        }
+        if self.bind.is_empty() {
+            return Err(ServerError::Config("at least one bind address is needed".into()));
+        }
+        if self.timeout < Duration::from_millis(100) {
+            return Err(ServerError::Config("timeout must be at least 0.1 s".into()));
+        }
+        if self.max_boot_failures == 0 {
+            return Err(ServerError::Config("max_boot_failures must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let c = Config::from_toml_str(
+            "workers = 3\nbind = [\"0.0.0.0:9000\"]\ntimeout = 2.5\nmax_requests = 10\n",
+        )
+        .expect("valid");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.bind, vec!["0.0.0.0:9000".to_string()]);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.max_requests, 10);
+        assert_eq!(c.graceful_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_toml_is_a_clear_error() {
+        let e = Config::from_toml_str("workerz = 3").expect_err("unknown key");
+        assert!(e.to_string().contains("workerz"), "{e}");
+        let e = Config::from_toml_str("workers = 0").expect_err("zero workers");
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        let e = Config::from_toml_str("timeout = -1").expect_err("negative");
+        assert!(e.to_string().contains("timeout"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "workers = 3\nmax_requests = 7\n").expect("write");
+        let args = ServerArgs {
+            workers: Some(5),
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        let c = args.to_config().expect("config");
+        assert_eq!(c.workers, 5);
+        assert_eq!(c.max_requests, 7);
+        std::fs::write(&path, "workers = 3\nmax_requests = 9\n").expect("write");
+        let c2 = c.reload().expect("reload");
+        assert_eq!(c2.workers, 5);
+        assert_eq!(c2.max_requests, 9);
+    }
+}

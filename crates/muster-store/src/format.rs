@@ -1,0 +1,221 @@
+//! The on-disk layout shared with Python's `prometheus_client` (>= 0.18).
+//!
+//! A file is an 8-byte header (`i32 used`, 4 zero bytes) followed by entries:
+//! `i32 len`, `len` bytes of UTF-8 key, 1 to 8 spaces of padding so the value
+//! is 8-byte aligned, then `f64 value` and `f64 timestamp`. All integers and
+//! floats are in native byte order.
+
+use std::fmt;
+
+/// Size of the file header (`i32 used` plus 4 bytes of padding).
+pub const HEADER_SIZE: usize = 8;
+/// Size Python gives a new file; we reserve the same amount up front.
+pub const INITIAL_FILE_SIZE: usize = 1 << 16;
+/// Largest file this crate writes or reads (`used` is an `i32`).
+pub const MAX_FILE_SIZE: usize = 1 << 30;
+
+/// Bytes of padding Python puts after a key of `key_len` bytes: 1 to 8, never 0.
+pub const fn padding(key_len: usize) -> usize {
+    8 - (key_len + 4) % 8
+}
+
+/// Offset of the value, relative to the start of an entry whose key has `key_len` bytes.
+pub const fn value_offset(key_len: usize) -> usize {
+    4 + key_len + padding(key_len)
+}
+
+/// Total size of an entry whose key has `key_len` bytes.
+pub const fn entry_size(key_len: usize) -> usize {
+    value_offset(key_len) + 16
+}
+
+/// How a gauge's values from several processes are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GaugeMode {
+    /// One series per process, labelled `pid`; kept after the process dies.
+    All,
+    /// Like `All`, but removed when the process dies.
+    LiveAll,
+    /// The minimum over processes.
+    Min,
+    /// The minimum over live processes.
+    LiveMin,
+    /// The maximum over processes.
+    Max,
+    /// The maximum over live processes.
+    LiveMax,
+    /// The sum over processes.
+    Sum,
+    /// The sum over live processes.
+    LiveSum,
+    /// The value with the latest timestamp.
+    MostRecent,
+    /// The value with the latest timestamp among live processes.
+    LiveMostRecent,
+}
+
+impl GaugeMode {
+    /// Every mode, in the order Python lists them.
+    pub const ALL: [GaugeMode; 10] = [
+        GaugeMode::All,
+        GaugeMode::LiveAll,
+        GaugeMode::Min,
+        GaugeMode::LiveMin,
+        GaugeMode::Max,
+        GaugeMode::LiveMax,
+        GaugeMode::Sum,
+        GaugeMode::LiveSum,
+        GaugeMode::MostRecent,
+        GaugeMode::LiveMostRecent,
+    ];
+
+    /// The name used in file names and by Python (`livesum`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GaugeMode::All => "all",
+            GaugeMode::LiveAll => "liveall",
+            GaugeMode::Min => "min",
+            GaugeMode::LiveMin => "livemin",
+            GaugeMode::Max => "max",
+            GaugeMode::LiveMax => "livemax",
+            GaugeMode::Sum => "sum",
+            GaugeMode::LiveSum => "livesum",
+            GaugeMode::MostRecent => "mostrecent",
+            GaugeMode::LiveMostRecent => "livemostrecent",
+        }
+    }
+
+    /// Parses a mode name as used in file names.
+    pub fn parse(s: &str) -> Option<GaugeMode> {
+        GaugeMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether values of this mode vanish when their process dies.
+    pub const fn is_live(self) -> bool {
+        matches!(
+            self,
+            GaugeMode::LiveAll
+                | GaugeMode::LiveMin
+                | GaugeMode::LiveMax
+                | GaugeMode::LiveSum
+                | GaugeMode::LiveMostRecent
+        )
+    }
+
+    /// Whether the merge keeps one series per process (label `pid`).
+    pub const fn is_per_process(self) -> bool {
+        matches!(self, GaugeMode::All | GaugeMode::LiveAll)
+    }
+}
+
+impl fmt::Display for GaugeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a file holds, as told by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileKind {
+    /// `counter_<id>.db`
+    Counter,
+    /// `gauge_<mode>_<id>.db`
+    Gauge(GaugeMode),
+    /// `histogram_<id>.db`
+    Histogram,
+    /// `summary_<id>.db`
+    Summary,
+}
+
+impl FileKind {
+    /// The type name Python puts first in the file name.
+    pub const fn type_name(self) -> &'static str {
+        match self {
+            FileKind::Counter => "counter",
+            FileKind::Gauge(_) => "gauge",
+            FileKind::Histogram => "histogram",
+            FileKind::Summary => "summary",
+        }
+    }
+
+    /// The file name for this kind and process id, e.g. `gauge_livesum_w3.db`.
+    pub fn file_name(self, id: &str) -> String {
+        match self {
+            FileKind::Gauge(mode) => format!("gauge_{mode}_{id}.db"),
+            other => format!("{}_{id}.db", other.type_name()),
+        }
+    }
+}
+
+/// A file name split into its kind and process id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileName {
+    /// What the file holds.
+    pub kind: FileKind,
+    /// The process id part (`pid` for Python, `w3` for a muster worker slot).
+    pub id: String,
+}
+
+impl FileName {
+    /// Parses `counter_123.db`, `gauge_livesum_w3.db`, ... The id must be
+    /// non-empty and free of `_`; anything else is `None` (a foreign file).
+    pub fn parse(name: &str) -> Option<FileName> {
+        let stem = name.strip_suffix(".db")?;
+        let mut parts = stem.split('_');
+        let kind = match parts.next()? {
+            "counter" => FileKind::Counter,
+            "histogram" => FileKind::Histogram,
+            "summary" => FileKind::Summary,
+            "gauge" => FileKind::Gauge(GaugeMode::parse(parts.next()?)?),
+            _ => return None,
+        };
+        let id = parts.next()?;
+        if id.is_empty() || parts.next().is_some() {
+            return None;
+        }
+        Some(FileName {
+            kind,
+            id: id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_matches_python_rule() {
+        // Python: 8 - (len + 4) % 8, so 1..=8 and never 0.
+        assert_eq!(padding(4), 8);
+        assert_eq!(padding(3), 1);
+        assert_eq!(padding(0), 4);
+        for len in 0..64 {
+            let p = padding(len);
+            assert!((1..=8).contains(&p));
+            assert_eq!((4 + len + p) % 8, 0);
+        }
+    }
+
+    #[test]
+    fn file_names_round_trip() {
+        for mode in GaugeMode::ALL {
+            let kind = FileKind::Gauge(mode);
+            let parsed = FileName::parse(&kind.file_name("1234")).unwrap();
+            assert_eq!(parsed.kind, kind);
+            assert_eq!(parsed.id, "1234");
+        }
+        let c = FileName::parse("counter_w3.db").unwrap();
+        assert_eq!((c.kind, c.id.as_str()), (FileKind::Counter, "w3"));
+        for bad in [
+            "counter_.db",
+            "counter_1_2.db",
+            "gauge_bogus_1.db",
+            "info_1.db",
+            "counter_1.txt",
+            "gauge_all.db",
+        ] {
+            assert_eq!(FileName::parse(bad), None, "{bad}");
+        }
+    }
+}
