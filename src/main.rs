@@ -1,1 +1,152 @@
-fn main() {}
+//! The `muster` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use muster_collect::{encode, Collector, Format};
+use muster_store::reader::{entries, MappedFile};
+
+/// muster: pre-fork server runtime with Prometheus multiprocess metrics.
+#[derive(Parser)]
+#[command(name = "muster", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the merged exposition of a multiprocess directory.
+    Scrape {
+        /// The multiprocess directory (as PROMETHEUS_MULTIPROC_DIR).
+        #[arg(long, env = "PROMETHEUS_MULTIPROC_DIR")]
+        dir: PathBuf,
+        /// Exposition format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+    },
+    /// List the raw entries of a metric file, or of every *.db file in a directory.
+    Inspect {
+        /// A *.db file or a multiprocess directory.
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.
+    Openmetrics,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scrape { dir, format } => scrape(&dir, format),
+        Command::Inspect { path } => inspect(&path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("muster: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
+    let format = match format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Openmetrics => Format::OpenMetrics,
+    };
+    let mut collector = Collector::new(dir);
+    let mut set = collector.collect().map_err(|e| e.to_string())?;
+    collector.append_own_metrics(&mut set);
+    let body = encode(&set, format);
+    print_stdout(&body)
+}
+
+fn print_stdout(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`muster scrape | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn inspect(path: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        let listing = std::fs::read_dir(path)
+            .map_err(|e| format!("cannot read directory {}: {e}", path.display()))?;
+        for entry in listing.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".db") {
+                files.push(entry.path());
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_owned());
+    }
+    let mut out = String::new();
+    for file in &files {
+        inspect_file(file, &mut out);
+    }
+    print_stdout(&out)
+}
+
+fn inspect_file(path: &Path, out: &mut String) {
+    use std::fmt::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let map = match MappedFile::open(path) {
+        Ok(map) => map,
+        Err(e) => {
+            let _ = writeln!(out, "{name}: error: {e}");
+            return;
+        }
+    };
+    let used = match map.used() {
+        Ok(used) => used,
+        Err(e) => {
+            let _ = writeln!(out, "{name}: error: {e}");
+            return;
+        }
+    };
+    let _ = writeln!(out, "{name}: {used} of {} bytes used", map.bytes().len());
+    for entry in entries(map.bytes(), muster_store::format::HEADER_SIZE, used) {
+        match entry {
+            Ok(entry) => {
+                let (value, timestamp) = map.load(entry.value_pos);
+                let _ = writeln!(
+                    out,
+                    "  offset={} value={} timestamp={} key={}",
+                    entry.offset,
+                    muster_store::float_to_go_string(value),
+                    timestamp,
+                    String::from_utf8_lossy(entry.key)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  error: {e}");
+            }
+        }
+    }
+}

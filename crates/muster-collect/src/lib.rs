@@ -1,1 +1,23 @@
-//! placeholder
+//! Scraping a multiprocess directory: the merge, with the semantics of
+//! Python's `MultiProcessCollector`, done incrementally by a long-lived
+//! [`Collector`]; [`encode`] to Prometheus text 0.0.4 or OpenMetrics 1.0;
+//! and [`MultiprocessCollector`] for a `prometheus_client` registry.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use muster_collect::{encode, Collector, Format};
+//! let mut collector = Collector::new(dir.path());
+//! let set = collector.collect().unwrap();
+//! let body = encode(&set, Format::negotiate(Some("application/openmetrics-text")));
+//! assert!(body.ends_with("# EOF\n"));
+//! ```
+
+mod encode;
+mod merge;
+mod model;
+mod registry;
+
+pub use encode::{encode, Format};
+pub use merge::{CollectError, Collector};
+pub use model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+pub use registry::MultiprocessCollector;

@@ -1,1 +1,35 @@
-//! placeholder
+//! What application code calls: [`Counter`], [`Gauge`], [`Histogram`] and
+//! [`Summary`], alone or in a [`Family`] keyed by label values.
+//!
+//! Values live in the multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, or
+//! [`muster_store::configure`]) in this process's own files, in the format
+//! Python's `prometheus_client` uses. An update is a lock-free atomic on
+//! mapped memory; a scrape in any process sees it at once. Metrics may be
+//! created before `fork`: each child writes into its own files.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! muster_store::configure(dir.path());
+//! use muster_metrics::{Counter, Histogram};
+//! let walks = Counter::new("walks_started", "number of walks started").unwrap();
+//! walks.inc();
+//! let distance = Histogram::new("walk_distance_meters", "distance walked",
+//!     &[0.0, 50.0, 200.0, 400.0, 800.0, 1600.0, 3200.0]).unwrap();
+//! distance.observe(420.0);
+//! ```
+
+mod counter;
+mod desc;
+mod family;
+mod gauge;
+mod histogram;
+
+pub use counter::Counter;
+pub use desc::MetricError;
+pub use family::{
+    dropped_label_sets, set_default_label_set_limit, DynamicLabels, Family, LabelSet, Member,
+    DEFAULT_LABEL_SET_LIMIT, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL_VALUE,
+};
+pub use gauge::Gauge;
+pub use histogram::{Histogram, Summary, DEFAULT_BUCKETS};
+pub use muster_store::GaugeMode;

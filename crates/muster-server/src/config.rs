@@ -175,7 +175,7 @@ impl ServerArgs {
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration, ServerError> {
-    if !v.is_finite() || v < 0.0 || v > 1.0e9 {
+    if !v.is_finite() || !(0.0..=1.0e9).contains(&v) {
         return Err(ServerError::Config(format!(
             "{what} must be a number of seconds between 0 and 1e9, got {v}"
         )));
@@ -260,13 +260,17 @@ impl Config {
             )));
         }
         if self.bind.is_empty() {
-            return Err(ServerError::Config("at least one bind address is needed".into()));
+            return Err(ServerError::Config(
+                "at least one bind address is needed".into(),
+            ));
         }
         if self.timeout < Duration::from_millis(100) {
             return Err(ServerError::Config("timeout must be at least 0.1 s".into()));
         }
         if self.max_boot_failures == 0 {
-            return Err(ServerError::Config("max_boot_failures must be at least 1".into()));
+            return Err(ServerError::Config(
+                "max_boot_failures must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -44,12 +44,15 @@ pub fn prepare_dir(path: &Path) -> Result<(), StoreError> {
         )));
     }
     probe_writable(path).map_err(|e| refuse(format!("is not writable: {e}")))?;
-    clear_db_files(path).map_err(|e| refuse(format!("cannot clear files of an earlier run: {e}")))?;
+    clear_db_files(path)
+        .map_err(|e| refuse(format!("cannot clear files of an earlier run: {e}")))?;
     Ok(())
 }
 
 fn probe_writable(path: &Path) -> std::io::Result<()> {
-    let probe = tempfile::Builder::new().prefix(".muster-probe").tempfile_in(path)?;
+    let probe = tempfile::Builder::new()
+        .prefix(".muster-probe")
+        .tempfile_in(path)?;
     probe.close()
 }
 
@@ -81,7 +84,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a/b");
         prepare_dir(&dir).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         std::fs::write(dir.join("counter_1.db"), b"x").unwrap();
         std::fs::write(dir.join("keep.txt"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join("gauge_all_2.db")).unwrap();

@@ -219,3 +219,108 @@ mod tests {
         }
     }
 }
+
+/// Formats a float the way Python's `floatToGoString` does: `+Inf`, `-Inf`,
+/// `NaN`, otherwise Python's shortest `repr` (`1.0`, `0.005`, `1e-05`) with
+/// positive numbers of 7 or more integer digits in exponent form (`1e+06`).
+/// Bucket bounds (`le`) are written with it, so a key is the same in both
+/// languages.
+pub fn float_to_go_string(value: f64) -> String {
+    let mut out = String::new();
+    write_go_float(&mut out, value);
+    out
+}
+
+/// Appends [`float_to_go_string`]`(value)` to `out` without allocating.
+pub fn write_go_float(out: &mut String, value: f64) {
+    use std::fmt::Write;
+    if value.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    // Fast path for whole numbers below 10^6 (counts, most bounds).
+    if value.fract() == 0.0 && value.abs() < 1e6 && !(value == 0.0 && value.is_sign_negative()) {
+        let _ = write!(out, "{}.0", value as i64);
+        return;
+    }
+    // Shortest round-trip digits and decimal exponent, from Rust's `{:e}`.
+    let sci = format!("{:e}", value.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
+    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if value.is_sign_negative() {
+        out.push('-');
+    }
+    // Python's repr uses fixed notation for -4 <= exp < 16; Go's rule (kept
+    // by floatToGoString for positive numbers) switches at 7 integer digits.
+    let fixed = (-4..16).contains(&exp) && !(value > 0.0 && exp >= 6);
+    if fixed {
+        if exp < 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
+            out.push_str(&digits);
+        } else {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(&digits);
+                out.extend(std::iter::repeat_n('0', int_len - digits.len()));
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::float_to_go_string as go;
+
+    #[test]
+    fn matches_python_float_to_go_string() {
+        // Expected strings are what prometheus_client.utils.floatToGoString
+        // prints for the same floats.
+        let cases: &[(f64, &str)] = &[
+            (0.005, "0.005"),
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (2.5, "2.5"),
+            (10.0, "10.0"),
+            (3200.0, "3200.0"),
+            (999999.0, "999999.0"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (1.5e7, "1.5e+07"),
+            (-1e6, "-1000000.0"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (-1e16, "-1e+16"),
+            (1e22, "1e+22"),
+            (123.456, "123.456"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(go(*value), *want, "{value:?}");
+        }
+    }
+}

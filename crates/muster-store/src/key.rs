@@ -55,7 +55,11 @@ pub fn encode_key(family: &str, sample: &str, labels: &[(&str, &str)], help: &st
 struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -63,7 +67,11 @@ impl Formatter for PythonFormatter {
         }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -75,7 +83,11 @@ impl Formatter for PythonFormatter {
         w.write_all(b": ")
     }
 
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if (' '..='~').contains(&c) {
@@ -99,7 +111,12 @@ mod tests {
     #[test]
     fn matches_python_layout() {
         assert_eq!(
-            encode_key("walks_started", "walks_started_total", &[], "number of walks started"),
+            encode_key(
+                "walks_started",
+                "walks_started_total",
+                &[],
+                "number of walks started"
+            ),
             r#"["walks_started", "walks_started_total", {}, "number of walks started"]"#
         );
         assert_eq!(
@@ -121,7 +138,13 @@ mod tests {
 
     #[test]
     fn parse_rejects_wrong_shapes() {
-        for bad in [&b"[]"[..], b"[\"a\", \"b\", {}, 3]", b"{}", b"[\"a\", \"b\", {\"x\": 1}, \"h\"]", b"\xff"] {
+        for bad in [
+            &b"[]"[..],
+            b"[\"a\", \"b\", {}, 3]",
+            b"{}",
+            b"[\"a\", \"b\", {\"x\": 1}, \"h\"]",
+            b"\xff",
+        ] {
             assert!(Key::parse(bad).is_err());
         }
     }

@@ -20,6 +20,8 @@ pub mod writer;
 
 pub use dir::prepare_dir;
 pub use error::StoreError;
-pub use format::{FileKind, FileName, GaugeMode};
+pub use format::{float_to_go_string, write_go_float, FileKind, FileName, GaugeMode};
 pub use key::{encode_key, Key};
-pub use process::{configure, configured_dir, remove_live_gauge_files, set_process_id, write_errors, ValueCell};
+pub use process::{
+    configure, configured_dir, remove_live_gauge_files, set_process_id, write_errors, ValueCell,
+};

@@ -217,7 +217,8 @@ impl ValueCell {
                 log_write_error(&e);
                 // Keep counting in process memory so updates are not lost
                 // for `get`, and so the hot path stays free of retries.
-                let fallback: &'static [AtomicU64; 2] = Box::leak(Box::new([AtomicU64::new(0), AtomicU64::new(0)]));
+                let fallback: &'static [AtomicU64; 2] =
+                    Box::leak(Box::new([AtomicU64::new(0), AtomicU64::new(0)]));
                 fallback.as_ptr()
             }
         };
@@ -265,7 +266,8 @@ impl ValueCell {
 
     /// Sets the value and its timestamp (seconds since the epoch).
     pub fn set_with_timestamp(&self, value: f64, timestamp: f64) {
-        self.timestamp_slot().store(timestamp.to_bits(), Ordering::Relaxed);
+        self.timestamp_slot()
+            .store(timestamp.to_bits(), Ordering::Relaxed);
         self.slot().store(value.to_bits(), Ordering::Relaxed);
     }
 
@@ -282,7 +284,10 @@ impl ValueCell {
 
 impl std::fmt::Debug for ValueCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValueCell").field("kind", &self.kind).field("key", &self.key).finish()
+        f.debug_struct("ValueCell")
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .finish()
     }
 }
 
@@ -297,7 +302,10 @@ fn log_write_error(e: &StoreError) {
 /// Removes the live-gauge files of process `id` (what Python's
 /// `mark_process_dead` does): its `live*` gauge values vanish from scrapes.
 pub fn remove_live_gauge_files(dir: &Path, id: &str) -> std::io::Result<()> {
-    for mode in crate::format::GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
+    for mode in crate::format::GaugeMode::ALL
+        .into_iter()
+        .filter(|m| m.is_live())
+    {
         match std::fs::remove_file(dir.join(FileKind::Gauge(mode).file_name(id))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -274,7 +274,10 @@ impl MappedFile {
         // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
         let (v, t) = unsafe {
             let p = data.as_ptr().add(value_pos) as *const AtomicU64;
-            ((*p).load(Ordering::Relaxed), (*p.add(1)).load(Ordering::Relaxed))
+            (
+                (*p).load(Ordering::Relaxed),
+                (*p.add(1)).load(Ordering::Relaxed),
+            )
         };
         (f64::from_bits(v), f64::from_bits(t))
     }
@@ -303,7 +306,9 @@ mod tests {
     fn reads_entries_in_order() {
         let data = file_with(&["a", "bbbb", "ccccccccc"]);
         let used = read_used(&data).unwrap();
-        let got: Vec<_> = entries(&data, HEADER_SIZE, used).map(|e| e.unwrap()).collect();
+        let got: Vec<_> = entries(&data, HEADER_SIZE, used)
+            .map(|e| e.unwrap())
+            .collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[1].key, b"bbbb");
         assert_eq!(got[1].offset, HEADER_SIZE + entry_size(1));

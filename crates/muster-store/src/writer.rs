@@ -80,7 +80,10 @@ impl FileWriter {
         }
         // A shared mapping of our own file; see the module docs for why the
         // part past the file's end is never touched.
-        let map = MmapOptions::new().len(MAX_FILE_SIZE).map_raw(&file).map_err(open_err)?;
+        let map = MmapOptions::new()
+            .len(MAX_FILE_SIZE)
+            .map_raw(&file)
+            .map_err(open_err)?;
         let writer = FileWriter {
             path: Some(path.to_owned()),
             file: Some(file),
@@ -120,7 +123,9 @@ impl FileWriter {
                 index: HashMap::default(),
             }),
         };
-        writer.used_atomic().store(HEADER_SIZE as i32, Ordering::Release);
+        writer
+            .used_atomic()
+            .store(HEADER_SIZE as i32, Ordering::Release);
         Ok(writer)
     }
 

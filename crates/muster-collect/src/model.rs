@@ -1,0 +1,169 @@
+//! The merged result of a scrape: families of samples.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use muster_store::GaugeMode;
+
+/// The type of a metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// Sum over processes.
+    Counter,
+    /// Merged by the mode.
+    Gauge(GaugeMode),
+    /// Buckets summed per bound and made cumulative.
+    Histogram,
+    /// Count and sum, summed.
+    Summary,
+}
+
+impl MetricKind {
+    /// The name in `# TYPE` lines.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge(_) => "gauge",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
+        }
+    }
+}
+
+/// A label set, with its exposition text rendered once.
+#[derive(Debug, PartialEq)]
+pub struct Labels {
+    pairs: Vec<(String, String)>,
+    rendered: String,
+}
+
+impl Labels {
+    /// Labels from name/value pairs, kept in the given order.
+    pub fn new(pairs: Vec<(String, String)>) -> Labels {
+        let mut rendered = String::new();
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                rendered.push(',');
+            }
+            rendered.push_str(name);
+            rendered.push_str("=\"");
+            escape_into(&mut rendered, value, false);
+            rendered.push('"');
+        }
+        Labels { pairs, rendered }
+    }
+
+    /// The name/value pairs.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// `name="value",...` with values escaped (the same in both formats);
+    /// empty for no labels.
+    pub fn rendered(&self) -> &str {
+        &self.rendered
+    }
+
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Escapes `\`, newline and (when `quote`, or always inside label values)
+/// `"` as the exposition formats require.
+pub(crate) fn escape_into(out: &mut String, text: &str, help_text: bool) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if !help_text => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One sample: a name, labels and a value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The sample name (`x_total`, `x_bucket`, ...).
+    pub name: Arc<str>,
+    /// Its labels (for buckets, `le` is the last one).
+    pub labels: Arc<Labels>,
+    /// The merged value.
+    pub value: f64,
+}
+
+/// A metric family: name, help, type and merged samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricFamily {
+    /// The family name (without `_total` for counters).
+    pub name: Arc<str>,
+    /// The help text.
+    pub help: Arc<str>,
+    /// The type.
+    pub kind: MetricKind,
+    /// Samples; a histogram's come per label set as buckets in increasing
+    /// `le`, then `_count`, then `_sum`.
+    pub samples: Vec<Sample>,
+}
+
+/// Everything a scrape returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricSet {
+    /// The families, each with at least one sample.
+    pub families: Vec<MetricFamily>,
+}
+
+impl MetricSet {
+    /// The family called `name`.
+    pub fn family(&self, name: &str) -> Option<&MetricFamily> {
+        self.families.iter().find(|f| &*f.name == name)
+    }
+
+    /// The value of sample `name` with exactly these labels (any order).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.families
+            .iter()
+            .flat_map(|f| &f.samples)
+            .find(|s| {
+                &*s.name == name
+                    && s.labels.pairs.len() == labels.len()
+                    && labels.iter().all(|(n, v)| s.labels.get(n) == Some(*v))
+            })
+            .map(|s| s.value)
+    }
+
+    /// Appends a family built from plain values (for metrics a process
+    /// keeps in memory, such as the collector's own).
+    pub fn push_simple(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        sample: &str,
+        value: f64,
+    ) {
+        self.families.push(MetricFamily {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            samples: vec![Sample {
+                name: sample.into(),
+                labels: Arc::new(Labels::new(Vec::new())),
+                value,
+            }],
+        });
+    }
+}
+
+impl std::fmt::Display for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_char('{')?;
+        f.write_str(&self.rendered)?;
+        f.write_char('}')
+    }
+}

@@ -1,0 +1,456 @@
+//! The HTTP layer of a worker: muster's own endpoints (`/metrics`, `/-/healthy`,
+//! `/-/ready`) in front of the user's service, and the metrics middleware that labels
+//! every request by its route template.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tracing::warn;
+
+use crate::instruments::HttpMetrics;
+use crate::scoreboard::{Scoreboard, SlotState};
+use crate::{AppService, BoxError};
+
+/// The body type of every response a worker sends.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Route label of a request that matches no route template.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// A response extension naming the route template that handled the request (for
+/// routers that know it, e.g. copy axum's `MatchedPath` into it). It overrides the
+/// route table for `http_requests_total` and `http_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTemplate(pub String);
+
+/// A `tower::Service` made from an async function; see [`service_fn`].
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceFn<F> {
+    f: F,
+}
+
+/// Makes a `tower::Service` from `Fn(Request<Incoming>) -> impl Future<Output =
+/// Result<Response<B>, E>>`; the function is cloned into each connection.
+pub fn service_fn<F>(f: F) -> ServiceFn<F> {
+    ServiceFn { f }
+}
+
+impl<F, Fut, B, E> tower_service::Service<Request<Incoming>> for ServiceFn<F>
+where
+    F: Fn(Request<Incoming>) -> Fut,
+    Fut: Future<Output = Result<Response<B>, E>>,
+{
+    type Response = Response<B>;
+    type Error = E;
+    type Future = Fut;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Fut {
+        (self.f)(req)
+    }
+}
+
+/// Route templates like `/walks/{id}/complete`: `{name}` matches one non-empty path
+/// segment, `{*name}` the rest of the path. The most literal template wins.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<(Arc<str>, Vec<Segment>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+    Rest,
+}
+
+impl RouteTable {
+    /// Builds the table; templates must start with `/`.
+    pub fn new<I, T>(templates: I) -> RouteTable
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut routes: Vec<(Arc<str>, Vec<Segment>)> = templates
+            .into_iter()
+            .filter_map(|t| {
+                let t = t.as_ref();
+                if !t.starts_with('/') {
+                    warn!(route = t, "route template must start with '/'; ignored");
+                    return None;
+                }
+                let segs = split(t)
+                    .map(|s| {
+                        if s.starts_with("{*") && s.ends_with('}') {
+                            Segment::Rest
+                        } else if s.starts_with('{') && s.ends_with('}') {
+                            Segment::Param
+                        } else {
+                            Segment::Literal(s.to_string())
+                        }
+                    })
+                    .collect();
+                Some((Arc::from(t), segs))
+            })
+            .collect();
+        // More literal segments first, then fewer wildcards.
+        routes.sort_by_key(|(_, segs)| {
+            let params = segs
+                .iter()
+                .filter(|s| **s != Segment::Rest && !matches!(s, Segment::Literal(_)))
+                .count();
+            let rest = segs.iter().filter(|s| **s == Segment::Rest).count();
+            (rest, params)
+        });
+        RouteTable { routes }
+    }
+
+    /// The template matching `path`, if any.
+    pub fn find(&self, path: &str) -> Option<&Arc<str>> {
+        let parts: Vec<&str> = split(path).collect();
+        self.routes
+            .iter()
+            .find(|(_, segs)| matches(segs, &parts))
+            .map(|(t, _)| t)
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+fn matches(segs: &[Segment], parts: &[&str]) -> bool {
+    let mut i = 0;
+    for seg in segs {
+        match seg {
+            Segment::Rest => return true,
+            Segment::Param => {
+                if i >= parts.len() {
+                    return false;
+                }
+            }
+            Segment::Literal(l) => {
+                if parts.get(i) != Some(&l.as_str()) {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+    i == parts.len()
+}
+
+/// The method label: standard methods by name, anything else `other` (bounded).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// State shared by the connections of one worker.
+pub(crate) struct Shared {
+    pub dir: std::path::PathBuf,
+    pub collector: Arc<Mutex<crate::scrape::Scraper>>,
+    pub metrics: Option<HttpMetrics>,
+    pub routes: RouteTable,
+    pub scoreboard: Arc<Scoreboard>,
+    pub slot: usize,
+    /// Recycle after this many requests (0 = never).
+    pub request_limit: u64,
+    pub drain: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn draining(&self) -> bool {
+        self.scoreboard
+            .slot(self.slot)
+            .is_none_or(|s| s.state() != SlotState::Ready)
+    }
+
+    fn count_request(&self) {
+        if let Some(s) = self.scoreboard.slot(self.slot) {
+            let n = s.count_request();
+            if self.request_limit > 0 && n == self.request_limit {
+                self.drain.notify_one();
+            }
+        }
+    }
+}
+
+pub(crate) fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    full(status, "text/plain; charset=utf-8", body)
+}
+
+/// Handles one request: muster's endpoints, else the user's service (if any) through
+/// the metrics middleware.
+pub(crate) async fn dispatch<S: AppService>(
+    shared: Arc<Shared>,
+    svc: Option<S>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = match req.uri().path() {
+        "/metrics" if get => metrics(&shared, &req).await,
+        "/-/healthy" if get => text(StatusCode::OK, "OK\n"),
+        "/-/ready" if get => {
+            if shared.draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::OK, "ready\n")
+            }
+        }
+        _ => match svc {
+            Some(svc) => {
+                let r = instrumented(&shared, svc, req).await;
+                shared.count_request();
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    };
+    Ok(resp)
+}
+
+/// Decrements `http_requests_in_progress` however the request ends (also when the
+/// client goes away and the future is dropped).
+struct InProgress<'a> {
+    metrics: &'a HttpMetrics,
+    method: &'static str,
+    route: Arc<str>,
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .in_progress
+            .with_label_values(&[self.method, &self.route])
+            .dec();
+    }
+}
+
+async fn instrumented<S: AppService>(
+    shared: &Shared,
+    mut svc: S,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let Some(metrics) = &shared.metrics else {
+        return call(&mut svc, req).await.0;
+    };
+    let method = method_label(req.method());
+    let route = shared
+        .routes
+        .find(req.uri().path())
+        .cloned()
+        .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
+    metrics
+        .in_progress
+        .with_label_values(&[method, &route])
+        .inc();
+    let guard = InProgress {
+        metrics,
+        method,
+        route,
+    };
+    let start = Instant::now();
+    let (resp, template) = call(&mut svc, req).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let status = resp.status();
+    let route: &str = template.as_deref().unwrap_or(&guard.route);
+    let code = status.as_str();
+    let labels: &[&str] = &[method, route, code];
+    metrics.requests.with_label_values(labels).inc();
+    metrics.duration.with_label_values(labels).observe(elapsed);
+    drop(guard);
+    resp
+}
+
+/// Calls the user's service; an error becomes a 500. Returns the response and the
+/// route template it names, if any.
+async fn call<S: AppService>(
+    svc: &mut S,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<String>) {
+    if let Err(e) = std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
+        let e: BoxError = e.into();
+        warn!(error = %e, "service not ready");
+        return (
+            text(StatusCode::SERVICE_UNAVAILABLE, "service unavailable\n"),
+            None,
+        );
+    }
+    match svc.call(req).await {
+        Ok(resp) => {
+            let template = resp
+                .extensions()
+                .get::<RouteTemplate>()
+                .map(|t| t.0.clone());
+            (resp.map(|b| b.map_err(Into::into).boxed_unsync()), template)
+        }
+        Err(e) => {
+            let e: BoxError = e.into();
+            warn!(error = %e, "service failed");
+            (
+                text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"),
+                None,
+            )
+        }
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip (present and not `q=0`).
+pub fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    v.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim();
+        if !coding.eq_ignore_ascii_case("gzip") && coding != "*" {
+            return false;
+        }
+        !it.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f64>().ok())
+                .is_some_and(|q| q <= 0.0)
+        })
+    })
+}
+
+type Scrape = Result<(&'static str, Vec<u8>, bool), String>;
+
+async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseBody> {
+    let accept = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
+    let collector = Arc::clone(&shared.collector);
+    let dir = shared.dir.display().to_string();
+    let job = tokio::task::spawn_blocking(move || -> Scrape {
+        let (content_type, text) = {
+            let mut c = collector.lock().unwrap_or_else(|p| p.into_inner());
+            c.scrape(accept.as_deref())
+                .map_err(|e| format!("cannot read {dir}: {e}"))?
+        };
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            if enc.write_all(text.as_bytes()).is_ok() {
+                if let Ok(bytes) = enc.finish() {
+                    return Ok((content_type, bytes, true));
+                }
+            }
+        }
+        Ok((content_type, text.into_bytes(), false))
+    });
+    match job.await {
+        Ok(Ok((content_type, body, gz))) => {
+            let mut r = full(StatusCode::OK, content_type, body);
+            r.headers_mut()
+                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gz {
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            r
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "scrape failed");
+            full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                format!("scrape failed: {e}\n"),
+            )
+        }
+        Err(e) => {
+            warn!(error = %e, "scrape task failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_templates_not_raw_paths() {
+        let t = RouteTable::new([
+            "/",
+            "/walks",
+            "/walks/{id}",
+            "/walks/{id}/complete",
+            "/walks/stats",
+            "/static/{*p}",
+        ]);
+        let f = |p: &str| t.find(p).map(|s| s.to_string());
+        assert_eq!(f("/").as_deref(), Some("/"));
+        assert_eq!(f("/walks").as_deref(), Some("/walks"));
+        assert_eq!(f("/walks/").as_deref(), Some("/walks"));
+        assert_eq!(f("/walks/17").as_deref(), Some("/walks/{id}"));
+        assert_eq!(f("/walks/stats").as_deref(), Some("/walks/stats"));
+        assert_eq!(
+            f("/walks/17/complete").as_deref(),
+            Some("/walks/{id}/complete")
+        );
+        assert_eq!(f("/walks/17/other"), None);
+        assert_eq!(f("/static/a/b/c").as_deref(), Some("/static/{*p}"));
+        assert_eq!(f("/nope"), None);
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert!(accepts_gzip(Some(&h("gzip"))));
+        assert!(accepts_gzip(Some(&h("deflate, gzip;q=0.5"))));
+        assert!(!accepts_gzip(Some(&h("gzip;q=0"))));
+        assert!(!accepts_gzip(Some(&h("identity"))));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let odd = Method::from_bytes(b"BREW").expect("method");
+        assert_eq!(method_label(&odd), "other");
+    }
+}
