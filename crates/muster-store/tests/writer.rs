@@ -1,0 +1,155 @@
+//! The writer's guarantees, checked through the reader: entries are where
+//! Python expects them, survive a new process adopting the file, and a
+//! forked child writes only to its own files.
+
+use std::path::Path;
+
+use muster_store::format::HEADER_SIZE;
+use muster_store::reader::{entries, MappedFile};
+use muster_store::writer::FileWriter;
+use muster_store::{encode_key, FileKind, Key, ValueCell};
+
+/// (key, value) of every entry in `path`.
+fn read_all(path: &Path) -> Vec<(String, f64)> {
+    let map = MappedFile::open(path).unwrap();
+    let used = map.used().unwrap();
+    entries(map.bytes(), HEADER_SIZE, used)
+        .map(|e| {
+            let e = e.unwrap();
+            (String::from_utf8(e.key.to_vec()).unwrap(), map.load(e.value_pos).0)
+        })
+        .collect()
+}
+
+fn add(writer: &FileWriter, key: &str, delta: f64) {
+    let slot = unsafe { &*writer.value_ptr(key).unwrap() };
+    let next = f64::from_bits(slot.load(std::sync::atomic::Ordering::Relaxed)) + delta;
+    slot.store(next.to_bits(), std::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn entries_are_appended_and_found_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter_1.db");
+    let writer = FileWriter::open(&path).unwrap();
+    let a = encode_key("a", "a_total", &[], "help");
+    let b = encode_key("b", "b_total", &[("x", "é\n\"")], "help");
+    add(&writer, &a, 1.0);
+    add(&writer, &b, 2.5);
+    add(&writer, &a, 1.0);
+    assert_eq!(read_all(&path), vec![(a.clone(), 2.0), (b.clone(), 2.5)]);
+    let parsed = Key::parse(b.as_bytes()).unwrap();
+    assert_eq!(parsed.labels, vec![("x".to_owned(), "é\n\"".to_owned())]);
+    // The file is created at Python's initial size, space reserved for real.
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 16);
+}
+
+#[test]
+fn growth_keeps_earlier_pointers_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter_1.db");
+    let writer = FileWriter::open(&path).unwrap();
+    let first = writer.value_ptr(&encode_key("first", "first_total", &[], "")).unwrap();
+    // ~200 KiB of keys forces several doublings past 64 KiB.
+    for i in 0..2000 {
+        add(&writer, &encode_key("m", "m_total", &[("i", &i.to_string())], &"h".repeat(60)), 1.0);
+    }
+    unsafe { &*first }.store(42f64.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    let all = read_all(&path);
+    assert_eq!(all.len(), 2001);
+    assert_eq!(all[0].1, 42.0);
+    assert!(std::fs::metadata(&path).unwrap().len() >= 256 << 10);
+}
+
+#[test]
+fn a_new_writer_adopts_existing_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter_w0.db");
+    let key = encode_key("c", "c_total", &[], "");
+    {
+        let writer = FileWriter::open(&path).unwrap();
+        add(&writer, &key, 5.0);
+    }
+    let writer = FileWriter::open(&path).unwrap();
+    add(&writer, &key, 1.0);
+    assert_eq!(read_all(&path), vec![(key, 6.0)]);
+}
+
+#[test]
+fn a_corrupt_tail_is_dropped_on_adoption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter_w0.db");
+    let good = encode_key("good", "good_total", &[], "");
+    {
+        let writer = FileWriter::open(&path).unwrap();
+        add(&writer, &good, 3.0);
+    }
+    // Claim more bytes are used than hold a whole entry.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let used = i32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize;
+    bytes[used..used + 4].copy_from_slice(&1000i32.to_ne_bytes());
+    bytes[..4].copy_from_slice(&((used + 24) as i32).to_ne_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let writer = FileWriter::open(&path).unwrap();
+    let other = encode_key("other", "other_total", &[], "");
+    add(&writer, &other, 1.0);
+    assert_eq!(read_all(&path), vec![(good, 3.0), (other, 1.0)]);
+}
+
+#[test]
+fn symlinks_are_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = dir.path().join("counter_1.db");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = FileWriter::open(&link).err().expect("a symlink must be refused");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert!(MappedFile::open(&link).is_err());
+}
+
+#[test]
+fn a_forked_child_writes_to_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    muster_store::configure(dir.path());
+    let cell = ValueCell::new(FileKind::Counter, encode_key("forks", "forks_total", &[], ""));
+    cell.add(1.0);
+    let parent_file = dir.path().join(format!("counter_{}.db", std::process::id()));
+    assert!(parent_file.exists());
+
+    // SAFETY: the child only updates the cell and exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            cell.add(10.0);
+            let code = if cell.get() == 10.0 { 0 } else { 1 };
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            let child_file = dir.path().join(format!("counter_{child}.db"));
+            assert_eq!(read_all(&child_file)[0].1, 10.0);
+            assert_eq!(read_all(&parent_file)[0].1, 1.0);
+            cell.add(1.0);
+            assert_eq!(read_all(&parent_file)[0].1, 2.0);
+        }
+    }
+}
+
+#[test]
+fn a_process_id_names_the_files_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    muster_store::configure(dir.path());
+    muster_store::set_process_id("w7").unwrap();
+    let cell = ValueCell::new(FileKind::Gauge(muster_store::GaugeMode::LiveSum), encode_key("g", "g", &[], ""));
+    cell.set(3.0);
+    let file = dir.path().join("gauge_livesum_w7.db");
+    assert_eq!(read_all(&file)[0].1, 3.0);
+    muster_store::remove_live_gauge_files(dir.path(), "w7").unwrap();
+    assert!(!file.exists());
+    for bad in ["", "a_b", "../x", "w 1", "x.db"] {
+        assert!(muster_store::set_process_id(bad).is_err(), "{bad:?}");
+    }
+}
