@@ -1,7 +1,9 @@
 //! The metrics API as application code uses it, checked through a scrape.
 
 use muster_collect_free::scrape;
-use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, LabelSet, Summary, OVERFLOW_LABEL_VALUE};
+use muster_metrics::{
+    Counter, Gauge, GaugeMode, Histogram, LabelSet, Summary, OVERFLOW_LABEL_VALUE,
+};
 
 /// A tiny reader of this process's files, so this crate's tests do not
 /// depend on muster-collect (which depends on this crate).
@@ -14,7 +16,10 @@ mod muster_collect_free {
     /// (sample name, labels, value) of every entry of every file.
     pub fn scrape(dir: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
         let mut out = Vec::new();
-        let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         paths.sort();
         for path in paths {
             let map = MappedFile::open(&path).unwrap();
@@ -33,7 +38,11 @@ fn value(dir: &std::path::Path, sample: &str, labels: &[(&str, &str)]) -> Option
     scrape(dir)
         .into_iter()
         .find(|(s, l, _)| {
-            s == sample && l.len() == labels.len() && labels.iter().all(|(n, v)| l.iter().any(|(a, b)| a == n && b == v))
+            s == sample
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(n, v)| l.iter().any(|(a, b)| a == n && b == v))
         })
         .map(|(_, _, v)| v)
 }
@@ -48,7 +57,11 @@ fn setup() -> tempfile::TempDir {
 fn every_type_writes_what_python_writes() {
     let dir = setup();
     let c = Counter::new("walks_started_total", "walks").unwrap();
-    assert_eq!(value(dir.path(), "walks_started_total", &[]), Some(0.0), "created at 0");
+    assert_eq!(
+        value(dir.path(), "walks_started_total", &[]),
+        Some(0.0),
+        "created at 0"
+    );
     c.inc();
     c.inc_by(2.5);
     c.inc_by(-4.0);
@@ -65,10 +78,22 @@ fn every_type_writes_what_python_writes() {
     h.observe(30.0);
     h.observe(2e6);
     h.observe(f64::NAN);
-    assert_eq!(value(dir.path(), "dist_bucket", &[("le", "0.0")]), Some(1.0));
-    assert_eq!(value(dir.path(), "dist_bucket", &[("le", "50.0")]), Some(1.0));
-    assert_eq!(value(dir.path(), "dist_bucket", &[("le", "1e+06")]), Some(0.0));
-    assert_eq!(value(dir.path(), "dist_bucket", &[("le", "+Inf")]), Some(2.0));
+    assert_eq!(
+        value(dir.path(), "dist_bucket", &[("le", "0.0")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(dir.path(), "dist_bucket", &[("le", "50.0")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(dir.path(), "dist_bucket", &[("le", "1e+06")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(dir.path(), "dist_bucket", &[("le", "+Inf")]),
+        Some(2.0)
+    );
     assert_eq!(h.count(), 4.0);
 
     let s = Summary::new("size", "s").unwrap();
@@ -81,19 +106,31 @@ fn every_type_writes_what_python_writes() {
 #[test]
 fn families_bound_their_label_sets() {
     let dir = setup();
-    let f = Counter::family("hits", "h", &["path"]).unwrap().with_label_set_limit(3);
+    let f = Counter::family("hits", "h", &["path"])
+        .unwrap()
+        .with_label_set_limit(3);
     for i in 0..10 {
         f.with_label_values(&[&format!("/p{i}")]).inc();
     }
     assert_eq!(f.len(), 3);
-    assert_eq!(value(dir.path(), "hits_total", &[("path", OVERFLOW_LABEL_VALUE)]), Some(7.0));
     assert_eq!(
-        value(dir.path(), "muster_label_sets_dropped_total", &[("family", "hits")]),
+        value(dir.path(), "hits_total", &[("path", OVERFLOW_LABEL_VALUE)]),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(
+            dir.path(),
+            "muster_label_sets_dropped_total",
+            &[("family", "hits")]
+        ),
         Some(7.0)
     );
     // Known label sets still work past the limit.
     f.with_label_values(&["/p0"]).inc();
-    assert_eq!(value(dir.path(), "hits_total", &[("path", "/p0")]), Some(2.0));
+    assert_eq!(
+        value(dir.path(), "hits_total", &[("path", "/p0")]),
+        Some(2.0)
+    );
 }
 
 #[test]
@@ -103,12 +140,23 @@ fn long_label_values_are_cut_and_wrong_counts_never_panic() {
     let huge = "x".repeat(1 << 20);
     f.with_label_values(&[&huge, "y"]).inc();
     let cut = "x".repeat(muster_metrics::MAX_LABEL_VALUE_BYTES);
-    assert_eq!(value(dir.path(), "req_total", &[("a", &cut), ("b", "y")]), Some(1.0));
+    assert_eq!(
+        value(dir.path(), "req_total", &[("a", &cut), ("b", "y")]),
+        Some(1.0)
+    );
     f.with_label_values(&["only"]).inc();
-    assert_eq!(value(dir.path(), "req_total", &[("a", "only"), ("b", "")]), Some(1.0));
+    assert_eq!(
+        value(dir.path(), "req_total", &[("a", "only"), ("b", "")]),
+        Some(1.0)
+    );
     assert!(f.try_with_label_values(&["1", "2", "3"]).is_err());
     // The file stays small however large the value was.
-    let size = std::fs::metadata(dir.path().join(format!("counter_{}.db", std::process::id()))).unwrap().len();
+    let size = std::fs::metadata(
+        dir.path()
+            .join(format!("counter_{}.db", std::process::id())),
+    )
+    .unwrap()
+    .len();
     assert!(size <= 1 << 16, "{size}");
 }
 
@@ -128,12 +176,27 @@ impl LabelSet for Route<'_> {
 fn typed_label_sets() {
     let dir = setup();
     let f = Histogram::typed_family::<Route>("lat", "l", &muster_metrics::DEFAULT_BUCKETS).unwrap();
-    f.get(&Route { method: "GET", route: "/w/{id}" }).observe(0.2);
+    f.get(&Route {
+        method: "GET",
+        route: "/w/{id}",
+    })
+    .observe(0.2);
     assert_eq!(
-        value(dir.path(), "lat_bucket", &[("method", "GET"), ("route", "/w/{id}"), ("le", "0.25")]),
+        value(
+            dir.path(),
+            "lat_bucket",
+            &[("method", "GET"), ("route", "/w/{id}"), ("le", "0.25")]
+        ),
         Some(1.0)
     );
-    assert_eq!(value(dir.path(), "lat_sum", &[("method", "GET"), ("route", "/w/{id}")]), Some(0.2));
+    assert_eq!(
+        value(
+            dir.path(),
+            "lat_sum",
+            &[("method", "GET"), ("route", "/w/{id}")]
+        ),
+        Some(0.2)
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ fn read_all(path: &Path) -> Vec<(String, f64)> {
     entries(map.bytes(), HEADER_SIZE, used)
         .map(|e| {
             let e = e.unwrap();
-            (String::from_utf8(e.key.to_vec()).unwrap(), map.load(e.value_pos).0)
+            (
+                String::from_utf8(e.key.to_vec()).unwrap(),
+                map.load(e.value_pos).0,
+            )
         })
         .collect()
 }
@@ -49,10 +52,16 @@ fn growth_keeps_earlier_pointers_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("counter_1.db");
     let writer = FileWriter::open(&path).unwrap();
-    let first = writer.value_ptr(&encode_key("first", "first_total", &[], "")).unwrap();
+    let first = writer
+        .value_ptr(&encode_key("first", "first_total", &[], ""))
+        .unwrap();
     // ~200 KiB of keys forces several doublings past 64 KiB.
     for i in 0..2000 {
-        add(&writer, &encode_key("m", "m_total", &[("i", &i.to_string())], &"h".repeat(60)), 1.0);
+        add(
+            &writer,
+            &encode_key("m", "m_total", &[("i", &i.to_string())], &"h".repeat(60)),
+            1.0,
+        );
     }
     unsafe { &*first }.store(42f64.to_bits(), std::sync::atomic::Ordering::Relaxed);
     let all = read_all(&path);
@@ -104,7 +113,9 @@ fn symlinks_are_not_written_through() {
     std::fs::write(&target, b"precious").unwrap();
     let link = dir.path().join("counter_1.db");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let err = FileWriter::open(&link).err().expect("a symlink must be refused");
+    let err = FileWriter::open(&link)
+        .err()
+        .expect("a symlink must be refused");
     assert!(err.to_string().contains("not a regular file"), "{err}");
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
     assert!(MappedFile::open(&link).is_err());
@@ -114,9 +125,14 @@ fn symlinks_are_not_written_through() {
 fn a_forked_child_writes_to_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
     muster_store::configure(dir.path());
-    let cell = ValueCell::new(FileKind::Counter, encode_key("forks", "forks_total", &[], ""));
+    let cell = ValueCell::new(
+        FileKind::Counter,
+        encode_key("forks", "forks_total", &[], ""),
+    );
     cell.add(1.0);
-    let parent_file = dir.path().join(format!("counter_{}.db", std::process::id()));
+    let parent_file = dir
+        .path()
+        .join(format!("counter_{}.db", std::process::id()));
     assert!(parent_file.exists());
 
     // SAFETY: the child only updates the cell and exits.
@@ -143,7 +159,10 @@ fn a_process_id_names_the_files_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     muster_store::configure(dir.path());
     muster_store::set_process_id("w7").unwrap();
-    let cell = ValueCell::new(FileKind::Gauge(muster_store::GaugeMode::LiveSum), encode_key("g", "g", &[], ""));
+    let cell = ValueCell::new(
+        FileKind::Gauge(muster_store::GaugeMode::LiveSum),
+        encode_key("g", "g", &[], ""),
+    );
     cell.set(3.0);
     let file = dir.path().join("gauge_livesum_w7.db");
     assert_eq!(read_all(&file)[0].1, 3.0);

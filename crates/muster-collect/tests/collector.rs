@@ -1,0 +1,272 @@
+//! The incremental collector over a directory that changes between scrapes.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use muster_collect::{encode, Collector, Format};
+use muster_store::writer::FileWriter;
+use muster_store::{encode_key, FileKind, GaugeMode};
+
+/// Adds `delta` to `key` in the file of `kind` for process `id`.
+fn add(dir: &Path, kind: FileKind, id: &str, key: &str, delta: f64) {
+    set_with(dir, kind, id, key, |v| v + delta, None);
+}
+
+fn set_with(
+    dir: &Path,
+    kind: FileKind,
+    id: &str,
+    key: &str,
+    f: impl Fn(f64) -> f64,
+    ts: Option<f64>,
+) {
+    let writer = FileWriter::open(&dir.join(kind.file_name(id))).unwrap();
+    let slot = unsafe { &*writer.value_ptr(key).unwrap() };
+    let v = f(f64::from_bits(slot.load(Ordering::Relaxed)));
+    slot.store(v.to_bits(), Ordering::Relaxed);
+    if let Some(ts) = ts {
+        unsafe { &*(slot as *const std::sync::atomic::AtomicU64).add(1) }
+            .store(ts.to_bits(), Ordering::Relaxed);
+    }
+}
+
+fn counter_key(name: &str, labels: &[(&str, &str)]) -> String {
+    encode_key(name, &format!("{name}_total"), labels, "help")
+}
+
+#[test]
+fn sums_counters_across_processes_and_sees_growth() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Collector::new(d);
+    add(
+        d,
+        FileKind::Counter,
+        "1",
+        &counter_key("req", &[("r", "/a")]),
+        2.0,
+    );
+    add(
+        d,
+        FileKind::Counter,
+        "2",
+        &counter_key("req", &[("r", "/a")]),
+        3.0,
+    );
+    let set = c.collect().unwrap();
+    assert_eq!(set.value("req_total", &[("r", "/a")]), Some(5.0));
+
+    // New entries appended to a known file, a new file, and a value update.
+    add(
+        d,
+        FileKind::Counter,
+        "1",
+        &counter_key("req", &[("r", "/b")]),
+        1.0,
+    );
+    add(
+        d,
+        FileKind::Counter,
+        "3",
+        &counter_key("req", &[("r", "/a")]),
+        10.0,
+    );
+    add(
+        d,
+        FileKind::Counter,
+        "2",
+        &counter_key("req", &[("r", "/a")]),
+        1.0,
+    );
+    let set = c.collect().unwrap();
+    assert_eq!(set.value("req_total", &[("r", "/a")]), Some(16.0));
+    assert_eq!(set.value("req_total", &[("r", "/b")]), Some(1.0));
+    assert_eq!(c.errors_total(), 0);
+}
+
+#[test]
+fn gauge_modes_merge_like_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (mode, name) in [
+        (GaugeMode::All, "g_all"),
+        (GaugeMode::Min, "g_min"),
+        (GaugeMode::Max, "g_max"),
+        (GaugeMode::LiveSum, "g_sum"),
+        (GaugeMode::MostRecent, "g_recent"),
+    ] {
+        let key = encode_key(name, name, &[], "h");
+        for (id, value, ts) in [("1", 5.0, 100.0), ("2", -1.0, 300.0), ("3", 9.0, 200.0)] {
+            set_with(d, FileKind::Gauge(mode), id, &key, |_| value, Some(ts));
+        }
+    }
+    // A most-recent value never set (timestamp 0) is not shown, as in Python.
+    set_with(
+        d,
+        FileKind::Gauge(GaugeMode::MostRecent),
+        "1",
+        &encode_key("g_unset", "g_unset", &[], "h"),
+        |_| 4.0,
+        None,
+    );
+    let set = Collector::new(d).collect().unwrap();
+    assert_eq!(set.value("g_all", &[("pid", "2")]), Some(-1.0));
+    assert_eq!(set.family("g_all").unwrap().samples.len(), 3);
+    assert_eq!(set.value("g_min", &[]), Some(-1.0));
+    assert_eq!(set.value("g_max", &[]), Some(9.0));
+    assert_eq!(set.value("g_sum", &[]), Some(13.0));
+    assert_eq!(set.value("g_recent", &[]), Some(-1.0));
+    assert!(set.family("g_unset").is_none());
+}
+
+#[test]
+fn histograms_are_cumulative_with_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bucket = |le: &str| encode_key("lat", "lat_bucket", &[("le", le), ("r", "x")], "h");
+    for id in ["1", "2"] {
+        add(d, FileKind::Histogram, id, &bucket("0.5"), 1.0);
+        add(d, FileKind::Histogram, id, &bucket("+Inf"), 2.0);
+        add(d, FileKind::Histogram, id, &bucket("1"), 0.0);
+        add(
+            d,
+            FileKind::Histogram,
+            id,
+            &encode_key("lat", "lat_sum", &[("r", "x")], "h"),
+            4.5,
+        );
+    }
+    let set = Collector::new(d).collect().unwrap();
+    let fam = set.family("lat").unwrap();
+    let order: Vec<(String, Option<String>, f64)> = fam
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.labels.get("le").map(str::to_owned),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("lat_bucket".into(), Some("0.5".into()), 2.0),
+            ("lat_bucket".into(), Some("1.0".into()), 2.0),
+            ("lat_bucket".into(), Some("+Inf".into()), 6.0),
+            ("lat_count".into(), None, 6.0),
+            ("lat_sum".into(), None, 9.0),
+        ]
+    );
+}
+
+#[test]
+fn deleted_and_replaced_files_are_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let live = encode_key("inflight", "inflight", &[], "h");
+    set_with(
+        d,
+        FileKind::Gauge(GaugeMode::LiveSum),
+        "w0",
+        &live,
+        |_| 2.0,
+        None,
+    );
+    set_with(
+        d,
+        FileKind::Gauge(GaugeMode::LiveSum),
+        "w1",
+        &live,
+        |_| 3.0,
+        None,
+    );
+    add(d, FileKind::Counter, "w0", &counter_key("req", &[]), 7.0);
+    let mut c = Collector::new(d);
+    assert_eq!(c.collect().unwrap().value("inflight", &[]), Some(5.0));
+
+    muster_store::remove_live_gauge_files(d, "w1").unwrap();
+    assert_eq!(c.collect().unwrap().value("inflight", &[]), Some(2.0));
+    muster_store::remove_live_gauge_files(d, "w0").unwrap();
+    assert!(c.collect().unwrap().family("inflight").is_none());
+
+    // Same name, new file (new inode): read afresh.
+    let path = d.join(FileKind::Counter.file_name("w0"));
+    std::fs::remove_file(&path).unwrap();
+    add(d, FileKind::Counter, "w0", &counter_key("req", &[]), 1.0);
+    assert_eq!(c.collect().unwrap().value("req_total", &[]), Some(1.0));
+}
+
+#[test]
+fn bad_files_are_skipped_counted_and_never_fail_the_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add(d, FileKind::Counter, "1", &counter_key("ok", &[]), 7.0);
+    std::fs::write(d.join("counter_2.db"), b"").unwrap();
+    std::fs::write(d.join("histogram_3.db"), b"garbage garbage garbage").unwrap();
+    std::fs::write(d.join("foo.db"), b"whatever").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", d.join("counter_4.db")).unwrap();
+    // A valid entry whose key is not JSON.
+    add(d, FileKind::Counter, "5", "not json", 1.0);
+
+    let mut c = Collector::new(d);
+    let set = c.collect().unwrap();
+    assert_eq!(set.value("ok_total", &[]), Some(7.0));
+    let mut bad: Vec<&str> = c.last_errors().iter().map(|(f, _)| f.as_str()).collect();
+    bad.sort();
+    assert_eq!(
+        bad,
+        [
+            "counter_2.db",
+            "counter_4.db",
+            "counter_5.db",
+            "foo.db",
+            "histogram_3.db"
+        ]
+    );
+    assert_eq!(c.errors_total(), 5);
+    c.collect().unwrap();
+    assert_eq!(
+        c.errors_total(),
+        10,
+        "counted at every scrape they are skipped in"
+    );
+
+    let mut with_own = set.clone();
+    c.append_own_metrics(&mut with_own);
+    let text = encode(&with_own, Format::Text);
+    assert!(text.contains("muster_scrape_errors_total 10.0\n"), "{text}");
+}
+
+#[test]
+fn a_missing_directory_is_an_error() {
+    let err = Collector::new("/nonexistent/muster").collect().unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/muster"), "{err}");
+}
+
+#[test]
+fn a_replaced_file_is_read_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add(d, FileKind::Counter, "w0", &counter_key("a", &[]), 5.0);
+    let mut c = Collector::new(d);
+    assert_eq!(c.collect().unwrap().value("a_total", &[]), Some(5.0));
+    // The collector holds the old file open, so its inode cannot be freed
+    // and handed to the new file: the new inode number tells them apart.
+    for round in 1..20 {
+        let path = d.join(FileKind::Counter.file_name("w0"));
+        std::fs::remove_file(&path).unwrap();
+        add(
+            d,
+            FileKind::Counter,
+            "w0",
+            &counter_key("a", &[]),
+            round as f64,
+        );
+        assert_eq!(
+            c.collect().unwrap().value("a_total", &[]),
+            Some(round as f64)
+        );
+    }
+}
