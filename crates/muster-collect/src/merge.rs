@@ -177,7 +177,8 @@ impl Tracked {
 /// Merges a multiprocess directory; keep one alive to scrape incrementally.
 pub struct Collector {
     dir: PathBuf,
-    files: FastMap<Box<OsStr>, Tracked>,
+    /// Known files, sorted by name.
+    files: Vec<(Box<OsStr>, Tracked)>,
     keys: FastMap<Box<[u8]>, Result<u32, String>>,
     key_info: Vec<KeyInfo>,
     families: Vec<Family>,
@@ -198,7 +199,7 @@ impl Collector {
     pub fn new(dir: impl Into<PathBuf>) -> Collector {
         Collector {
             dir: dir.into(),
-            files: FastMap::default(),
+            files: Vec::new(),
             keys: FastMap::default(),
             key_info: Vec::new(),
             families: Vec::new(),
@@ -254,12 +255,9 @@ impl Collector {
         self.gen += 1;
         self.last_errors.clear();
         let gen = self.gen;
-        let mut names: Vec<&Box<OsStr>> = self.files.keys().collect();
-        names.sort_unstable();
-        let names: Vec<Box<OsStr>> = names.into_iter().cloned().collect();
-        for name in &names {
-            let mut tracked = self.files.remove(name).expect("listed above");
-            self.advance(&mut tracked);
+        let mut files = std::mem::take(&mut self.files);
+        for (name, tracked) in &mut files {
+            self.advance(tracked);
             if let Some(map) = &tracked.map {
                 for &(pos, slot) in &tracked.entries {
                     let (value, timestamp) = map.load(pos as usize);
@@ -275,8 +273,8 @@ impl Collector {
                 }
                 self.last_errors.push((file, problem));
             }
-            self.files.insert(name.clone(), tracked);
         }
+        self.files = files;
         Ok(self.snapshot())
     }
 
@@ -287,7 +285,7 @@ impl Collector {
             source,
         };
         let listing = std::fs::read_dir(&self.dir).map_err(dir_err)?;
-        let mut present: FastMap<Box<OsStr>, u64> = FastMap::default();
+        let mut present: Vec<(Box<OsStr>, u64)> = Vec::with_capacity(self.files.len());
         for entry in listing {
             let entry = entry.map_err(dir_err)?;
             let name = entry.file_name();
@@ -295,20 +293,27 @@ impl Collector {
             if !bytes.ends_with(b".db") || bytes.starts_with(b".") {
                 continue;
             }
-            present.insert(name.into_boxed_os_str(), entry.ino());
+            present.push((name.into_boxed_os_str(), entry.ino()));
         }
-        self.files
-            .retain(|name, t| present.get(name) == Some(&t.ino));
+        present.sort_unstable();
+        // Both lists are sorted by name: keep a known file when its name and
+        // inode are still listed, open the rest. (The open descriptor keeps
+        // a deleted file's inode from being reused, so a replaced file always
+        // shows a new inode.)
+        let mut known = std::mem::take(&mut self.files).into_iter().peekable();
+        let mut files = Vec::with_capacity(present.len());
         for (name, ino) in present {
-            if self.files.contains_key(&name) {
-                continue;
+            while known.next_if(|(k, _)| *k < name).is_some() {}
+            match known.next_if(|(k, t)| *k == name && t.ino == ino) {
+                Some(kept) => files.push(kept),
+                None => {
+                    if let Some(tracked) = self.open(&name, ino) {
+                        files.push((name, tracked));
+                    }
+                }
             }
-            let tracked = match self.open(&name, ino) {
-                Some(t) => t,
-                None => continue,
-            };
-            self.files.insert(name, tracked);
         }
+        self.files = files;
         Ok(())
     }
 
