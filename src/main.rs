@@ -31,6 +31,12 @@ enum Command {
         /// A *.db file or a multiprocess directory.
         path: PathBuf,
     },
+    /// Run the demo dog-walking service under the pre-fork server
+    /// (gunicorn's flags: -w, -b, --timeout, --max-requests, ...).
+    Demo {
+        #[command(flatten)]
+        server: muster_server::ServerArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,6 +50,7 @@ enum FormatArg {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
                 .unwrap_or_else(|_| "info".into()),
@@ -51,6 +58,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        // The server forks: nothing before it may start a thread.
+        Command::Demo { server } => {
+            return match muster_server::demo::run_demo(&server) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("muster: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
         Command::Scrape { dir, format } => scrape(&dir, format),
         Command::Inspect { path } => inspect(&path),
     };

@@ -19,6 +19,8 @@ use muster_store::{FileKind, FileName, GaugeMode, Key};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Label pairs, sorted by name.
+type LabelPairs = Vec<(String, String)>;
 
 /// Why a scrape could not run at all (bad files never cause this).
 #[derive(Debug, thiserror::Error)]
@@ -184,9 +186,10 @@ pub struct Collector {
     families: Vec<Family>,
     family_index: FastMap<Arc<str>, u32>,
     series: Vec<Series>,
-    series_index: FastMap<(u32, Arc<str>, Vec<(String, String)>), u32>,
+    /// (family, sample name, labels) to slot.
+    series_index: FastMap<(u32, Arc<str>, LabelPairs), u32>,
     histograms: Vec<HistogramSeries>,
-    histogram_index: FastMap<(u32, Vec<(String, String)>), u32>,
+    histogram_index: FastMap<(u32, LabelPairs), u32>,
     per_process: FastMap<(u32, Box<str>), u32>,
     accs: Accumulators,
     gen: u64,

@@ -13,8 +13,11 @@ mod muster_collect_free {
     use muster_store::Key;
     use std::path::Path;
 
-    /// (sample name, labels, value) of every entry of every file.
-    pub fn scrape(dir: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
+    /// A sample as written: (sample name, labels, value).
+    pub type Entry = (String, Vec<(String, String)>, f64);
+
+    /// Every entry of every file.
+    pub fn scrape(dir: &Path) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .unwrap()

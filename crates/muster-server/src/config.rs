@@ -5,6 +5,23 @@
 //! variable (workers) and `PROMETHEUS_MULTIPROC_DIR` (directory), the config file, the
 //! command-line flags. On SIGHUP the supervisor recomputes the configuration the same way
 //! (re-reading the file) with [`Config::reload`].
+//!
+//! TOML keys (all optional; unknown keys are an error; times in seconds):
+//!
+//! ```toml
+//! workers = 4
+//! bind = ["127.0.0.1:8000"]
+//! timeout = 30
+//! graceful_timeout = 30
+//! threads = 1
+//! max_requests = 0
+//! max_requests_jitter = 0
+//! pid = "/run/muster.pid"
+//! metrics_bind = "127.0.0.1:9100"
+//! multiproc_dir = "/run/muster/metrics"
+//! max_boot_failures = 5
+//! http_metrics = true
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +44,9 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a stopping worker may take to finish in-flight requests.
     pub graceful_timeout: Duration,
+    /// Runtime threads per worker: 1 = a current-thread tokio runtime (a blocked worker
+    /// stops its heartbeat and is replaced after `timeout`), more = multi-thread.
+    pub threads: usize,
     /// Requests after which a worker is recycled; 0 disables recycling.
     pub max_requests: u64,
     /// Up to this many extra requests, chosen at random per worker, are added to
@@ -41,6 +61,9 @@ pub struct Config {
     /// Consecutive workers that die before ever becoming ready before the server gives
     /// up with an error.
     pub max_boot_failures: u32,
+    /// Record the default HTTP metrics (`http_requests_total`, ...); off only to measure
+    /// their cost.
+    pub http_metrics: bool,
     /// The TOML file this configuration was read from, re-read on SIGHUP.
     pub config_file: Option<PathBuf>,
     /// The command-line flags, re-applied over the file on SIGHUP.
@@ -54,6 +77,7 @@ impl Default for Config {
             bind: vec![DEFAULT_BIND.to_string()],
             timeout: Duration::from_secs(30),
             graceful_timeout: Duration::from_secs(30),
+            threads: 1,
             max_requests: 0,
             max_requests_jitter: 0,
             pid: None,
@@ -62,6 +86,7 @@ impl Default for Config {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             max_boot_failures: 5,
+            http_metrics: true,
             config_file: None,
             args: None,
         }
@@ -89,12 +114,14 @@ struct FileConfig {
     bind: Option<Vec<String>>,
     timeout: Option<f64>,
     graceful_timeout: Option<f64>,
+    threads: Option<usize>,
     max_requests: Option<u64>,
     max_requests_jitter: Option<u64>,
     pid: Option<PathBuf>,
     metrics_bind: Option<String>,
     multiproc_dir: Option<PathBuf>,
     max_boot_failures: Option<u32>,
+    http_metrics: Option<bool>,
 }
 
 /// Command-line flags with gunicorn's names; flatten into a clap parser with
@@ -113,6 +140,9 @@ pub struct ServerArgs {
     /// Seconds a stopping worker gets to finish in-flight requests [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub graceful_timeout: Option<f64>,
+    /// Runtime threads per worker; 1 = current-thread runtime [default: 1]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Recycle a worker after this many requests; 0 = never [default: 0]
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -131,6 +161,9 @@ pub struct ServerArgs {
     /// Multiprocess metrics directory [default: $PROMETHEUS_MULTIPROC_DIR or a private temp dir]
     #[arg(long, value_name = "DIR")]
     pub multiproc_dir: Option<PathBuf>,
+    /// Do not record the default HTTP metrics (to measure their cost)
+    #[arg(long)]
+    pub no_http_metrics: bool,
 }
 
 impl ServerArgs {
@@ -153,6 +186,9 @@ impl ServerArgs {
         if let Some(t) = self.graceful_timeout {
             config.graceful_timeout = seconds("--graceful-timeout", t)?;
         }
+        if let Some(n) = self.threads {
+            config.threads = n;
+        }
         if let Some(n) = self.max_requests {
             config.max_requests = n;
         }
@@ -167,6 +203,9 @@ impl ServerArgs {
         }
         if self.multiproc_dir.is_some() {
             config.multiproc_dir = self.multiproc_dir.clone();
+        }
+        if self.no_http_metrics {
+            config.http_metrics = false;
         }
         config.args = Some(self.clone());
         config.validate()?;
@@ -184,7 +223,7 @@ fn seconds(what: &str, v: f64) -> Result<Duration, ServerError> {
 }
 
 impl Config {
-    /// Parses a TOML document over the defaults (see the module docs for the keys).
+    /// Parses a TOML document over the defaults (the keys are listed in the module docs).
     pub fn from_toml_str(text: &str) -> Result<Config, ServerError> {
         let file: FileConfig =
             toml::from_str(text).map_err(|e| ServerError::Config(format!("{e}")))?;
@@ -200,6 +239,9 @@ impl Config {
         }
         if let Some(t) = file.graceful_timeout {
             config.graceful_timeout = seconds("graceful_timeout", t)?;
+        }
+        if let Some(n) = file.threads {
+            config.threads = n;
         }
         if let Some(n) = file.max_requests {
             config.max_requests = n;
@@ -218,6 +260,9 @@ impl Config {
         }
         if let Some(n) = file.max_boot_failures {
             config.max_boot_failures = n;
+        }
+        if let Some(b) = file.http_metrics {
+            config.http_metrics = b;
         }
         config.validate()?;
         Ok(config)
@@ -259,6 +304,11 @@ impl Config {
                 crate::scoreboard::MAX_APP_WORKERS
             )));
         }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(ServerError::Config(
+                "threads must be between 1 and 256".into(),
+            ));
+        }
         if self.bind.is_empty() {
             return Err(ServerError::Config(
                 "at least one bind address is needed".into(),
@@ -291,6 +341,23 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.max_requests, 10);
         assert_eq!(c.graceful_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn documented_keys_parse() {
+        let doc = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(doc.contains("max_boot_failures"), "{doc}");
+        let c = Config::from_toml_str(&doc).expect("documented example parses");
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.metrics_bind.as_deref(), Some("127.0.0.1:9100"));
+        assert!(c.http_metrics);
     }
 
     #[test]

@@ -431,3 +431,10 @@ async fn get_walk(state: &Arc<DemoState>, id: i64) -> Response<Full<Bytes>> {
         Err(resp) => resp,
     }
 }
+
+/// Runs the demo app under the pre-fork server with these flags (what `muster demo`
+/// does). Call it before starting any thread or runtime: it forks.
+pub fn run_demo(args: &crate::ServerArgs) -> Result<std::process::ExitCode, crate::ServerError> {
+    let config = args.to_config()?;
+    crate::run(config, demo_app())
+}

@@ -398,11 +398,14 @@ impl<A: AppFactory> Supervisor<A> {
             return;
         };
         let slot = self.scoreboard.slot(c.slot);
+        let state_at_exit = slot.map(|s| s.state());
         let ever_ready = c.ready_at.is_some()
             || matches!(
-                slot.map(|s| s.state()),
+                state_at_exit,
                 Some(SlotState::Ready) | Some(SlotState::Draining)
             );
+        let self_drained = c.self_drained
+            || (c.stop_reason.is_none() && state_at_exit == Some(SlotState::Draining));
         if let Some(s) = slot {
             s.set_state(SlotState::Free);
         }
@@ -426,7 +429,7 @@ impl<A: AppFactory> Supervisor<A> {
             }
         } else if !ever_ready {
             "boot_failure"
-        } else if c.self_drained && code == Some(EXIT_RECYCLED) {
+        } else if self_drained && code == Some(EXIT_RECYCLED) {
             "recycle"
         } else {
             "crash"
@@ -451,7 +454,9 @@ impl<A: AppFactory> Supervisor<A> {
             }
             _ => return,
         }
-        if reason == "boot_failure" {
+        // Dying before ever becoming ready (also when killed for hanging at boot)
+        // counts towards giving up.
+        if !ever_ready {
             self.boot_failures += 1;
             self.backoff_level += 1;
             if self.boot_failures >= self.config.max_boot_failures {

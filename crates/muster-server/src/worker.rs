@@ -1,7 +1,8 @@
-//! A worker process: after fork it builds its own tokio runtime (current-thread, so a
-//! request that hogs the worker also stops its heartbeat and gets it replaced after
-//! `--timeout`, as with gunicorn's sync workers), builds the user's service, and serves
-//! the inherited listeners until told to stop.
+//! A worker process: after fork it builds its own tokio runtime (by default
+//! current-thread, so a request that hogs the worker also stops its heartbeat and gets
+//! it replaced after `--timeout`, as with gunicorn's sync workers; `--threads N` gives
+//! a multi-thread runtime), builds the user's service, and serves the inherited
+//! listeners until told to stop.
 //!
 //! Signals in a worker: SIGTERM = drain (stop accepting, finish in-flight requests
 //! within `graceful_timeout`, exit 0); SIGINT/SIGQUIT = exit at once. Reaching
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use nix::unistd::Pid;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -53,11 +53,14 @@ pub(crate) struct WorkerParams {
 
 /// Runs a worker to its end and returns its exit code.
 pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-    {
+    let mut builder = if p.config.threads > 1 {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(p.config.threads);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().max_blocking_threads(4).build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(worker = %p.id, error = %e, "cannot build the tokio runtime");
@@ -149,12 +152,12 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
                     return EXIT_BOOT_ERROR;
                 }
             };
-            let metrics = match HttpMetrics::new() {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    warn!(worker = %p.id, error = %e, "HTTP metrics unavailable");
-                    None
-                }
+            let metrics = if p.config.http_metrics {
+                HttpMetrics::new()
+                    .map_err(|e| warn!(worker = %p.id, error = %e, "HTTP metrics unavailable"))
+                    .ok()
+            } else {
+                None
             };
             (Some(svc), metrics, RouteTable::new(app.routes()))
         }
@@ -190,8 +193,11 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         drain: tokio::sync::Notify::new(),
     });
 
-    let builder = Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    // Draining: connections watch this; each connection task holds a clone of
+    // `conns_tx`, so `conns_rx` yields `None` once every connection has finished.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let (conns_tx, mut conns_rx) = tokio::sync::mpsc::channel::<()>(1);
     slot.set_state(SlotState::Ready);
     info!(worker = %p.id, pid = std::process::id(), max_requests = limit, "worker serving");
 
@@ -208,16 +214,14 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
             r = accept => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let shared = Arc::clone(&shared);
-                    let svc = svc.clone();
-                    let service = hyper::service::service_fn(move |req| {
-                        dispatch(Arc::clone(&shared), svc.clone(), req)
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let fut = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = fut.await;
-                    });
+                    tokio::spawn(serve_connection(
+                        Arc::clone(&builder),
+                        stream,
+                        Arc::clone(&shared),
+                        svc.clone(),
+                        drain_rx.clone(),
+                        conns_tx.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
@@ -233,18 +237,19 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     };
 
     // Drain: stop accepting (close our copies of the listeners; the sockets stay open in
-    // the other workers), finish in-flight requests, then exit.
+    // the other workers and the supervisor), finish in-flight requests, then exit.
     slot.set_state(SlotState::Draining);
     drop(listeners);
     info!(
         worker = %p.id,
         reason = if recycling { "max requests reached" } else { "SIGTERM" },
-        connections = graceful.count(),
         "worker draining"
     );
+    let _ = drain_tx.send(true);
+    drop(conns_tx);
     let deadline = p.config.graceful_timeout;
     tokio::select! {
-        r = tokio::time::timeout(deadline, graceful.shutdown()) => {
+        r = tokio::time::timeout(deadline, conns_rx.recv()) => {
             if r.is_err() {
                 warn!(worker = %p.id, "graceful timeout reached with requests in flight");
             }
@@ -253,4 +258,46 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         _ = quit.recv() => {}
     }
     0
+}
+
+/// How long a connection accepted just before draining gets to send its first request
+/// (its bytes may already be in flight; closing it unread would reset it).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one connection; when the worker drains, lets the request in progress (or the
+/// first request of a connection that has not sent one yet) finish, then closes.
+async fn serve_connection<S: crate::AppService>(
+    builder: Arc<Builder<TokioExecutor>>,
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    svc: Option<S>,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+) {
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first = Arc::new(tokio::sync::Notify::new());
+    let service = {
+        let (started, first) = (Arc::clone(&started), Arc::clone(&first));
+        hyper::service::service_fn(move |req| {
+            if !started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                first.notify_one();
+            }
+            dispatch(Arc::clone(&shared), svc.clone(), req)
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = drain.wait_for(|d| *d) => {}
+    }
+    if !started.load(std::sync::atomic::Ordering::Acquire) {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = first.notified() => {}
+            _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }

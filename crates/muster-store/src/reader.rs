@@ -268,7 +268,7 @@ impl MappedFile {
     /// 8-byte aligned and within the mapping; anything else reads as 0.
     pub fn load(&self, value_pos: usize) -> (f64, f64) {
         let data = self.bytes();
-        if value_pos % 8 != 0 || value_pos + 16 > data.len() {
+        if !value_pos.is_multiple_of(8) || value_pos + 16 > data.len() {
             return (0.0, 0.0);
         }
         // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
