@@ -1,7 +1,8 @@
 //! Bridging to the official Rust client: merged multiprocess metrics inside
 //! a user's `prometheus_client::registry::Registry`.
 //!
-//! That crate encodes OpenMetrics only and has no Summary type, so a
+//! That crate encodes OpenMetrics only, writes HELP unescaped (we escape it
+//! first) and has no Summary type, so a
 //! summary `x` is handed over as two untyped families `x_count` and `x_sum`;
 //! histogram bucket counts become `u64`. Our own [`crate::encode`] has
 //! neither limit.
@@ -14,7 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use crate::merge::Collector;
-use crate::model::{MetricFamily, MetricKind};
+use crate::model::{escape_into, MetricFamily, MetricKind};
 
 /// A `prometheus_client` collector that merges a multiprocess directory at
 /// each encode: `registry.register_collector(Box::new(MultiprocessCollector::new(dir)))`.
@@ -61,6 +62,9 @@ impl ClientCollector for MultiprocessCollector {
 }
 
 fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Result<(), fmt::Error> {
+    // The crate writes HELP exactly as given: escape it as OpenMetrics requires.
+    let mut help = String::with_capacity(family.help.len());
+    escape_into(&mut help, &family.help, false);
     match family.kind {
         MetricKind::Counter | MetricKind::Gauge(_) => {
             let metric_type = if family.kind == MetricKind::Counter {
@@ -68,20 +72,15 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
             } else {
                 MetricType::Gauge
             };
-            let mut metric =
-                encoder.encode_descriptor(&family.name, &family.help, None, metric_type)?;
+            let mut metric = encoder.encode_descriptor(&family.name, &help, None, metric_type)?;
             for sample in &family.samples {
                 let value = Value(sample.value, metric_type);
                 value.encode(metric.encode_family(&sample.labels.pairs())?)?;
             }
         }
         MetricKind::Histogram => {
-            let mut metric = encoder.encode_descriptor(
-                &family.name,
-                &family.help,
-                None,
-                MetricType::Histogram,
-            )?;
+            let mut metric =
+                encoder.encode_descriptor(&family.name, &help, None, MetricType::Histogram)?;
             // Samples come per label set: buckets (cumulative), _count, _sum.
             let mut buckets: Vec<(f64, u64)> = Vec::new();
             let mut previous = 0.0;
@@ -116,7 +115,7 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
             for suffix in ["_count", "_sum"] {
                 let name = format!("{}{suffix}", family.name);
                 let mut metric =
-                    encoder.encode_descriptor(&name, &family.help, None, MetricType::Unknown)?;
+                    encoder.encode_descriptor(&name, &help, None, MetricType::Unknown)?;
                 for sample in family.samples.iter().filter(|s| *s.name == *name) {
                     Value(sample.value, MetricType::Gauge)
                         .encode(metric.encode_family(&sample.labels.pairs())?)?;

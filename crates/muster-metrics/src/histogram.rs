@@ -76,17 +76,15 @@ impl Histogram {
         ))
     }
 
-    /// Records one observation. NaN goes to the `+Inf` bucket.
+    /// Records one observation. As in Python, NaN is added to the sum but
+    /// counted in no bucket (`NaN <= bound` is false even for `+Inf`).
     #[inline]
     pub fn observe(&self, value: f64) {
         let cells = &*self.0;
         // Bounds are few and sorted: a forward scan beats a binary search.
-        let index = cells
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(cells.bounds.len() - 1);
-        cells.buckets[index].add(1.0);
+        if let Some(index) = cells.bounds.iter().position(|b| value <= *b) {
+            cells.buckets[index].add(1.0);
+        }
         cells.sum.add(value);
     }
 
