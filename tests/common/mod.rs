@@ -1,0 +1,362 @@
+//! Helpers shared by the end-to-end tests: the real `muster` binary, the
+//! Python reference (`tests/python/*.py` with prometheus_client), promtool,
+//! and the Rust writer example (`crates/muster-metrics/examples/write_fixture.rs`).
+//!
+//! Nothing here skips a test: a missing tool is a loud failure that says how
+//! to get it (`scripts/test` installs everything).
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `muster` binary under test.
+pub fn muster() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
+    cmd.env_remove("PROMETHEUS_MULTIPROC_DIR")
+        .env_remove("prometheus_multiproc_dir")
+        .env("MUSTER_LOG", "warn");
+    cmd
+}
+
+/// The Python with prometheus_client==0.26.0, from `MUSTER_PYTHON`.
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let path = match std::env::var_os("MUSTER_PYTHON") {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => panic!(
+                    "MUSTER_PYTHON is not set. These tests compare muster with the real Python \
+                     prometheus_client; run them with `scripts/test`, which creates .venv and \
+                     exports MUSTER_PYTHON=$PWD/.venv/bin/python"
+                ),
+            };
+            let out = Command::new(&path)
+                .args([
+                    "-c",
+                    "import prometheus_client, importlib.metadata as m; \
+                     print(m.version('prometheus_client'))",
+                ])
+                .output()
+                .unwrap_or_else(|e| panic!("MUSTER_PYTHON={} cannot run: {e}", path.display()));
+            assert!(
+                out.status.success(),
+                "MUSTER_PYTHON={} cannot import prometheus_client (run scripts/test): {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert_eq!(
+                version,
+                REFERENCE_VERSION,
+                "MUSTER_PYTHON={} has prometheus_client {version}; the reference is \
+                 {REFERENCE_VERSION} (tests/python/requirements.txt)",
+                path.display()
+            );
+            path
+        })
+        .clone()
+}
+
+/// The prometheus_client version the tests compare with.
+pub const REFERENCE_VERSION: &str = "0.26.0";
+
+/// `promtool`, from `MUSTER_PROMTOOL` or `PATH`.
+pub fn promtool() -> PathBuf {
+    let path = std::env::var_os("MUSTER_PROMTOOL")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("promtool"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "promtool not found (MUSTER_PROMTOOL unset and not on PATH); \
+                 `apt-get install prometheus`, or run scripts/test which installs it"
+            )
+        });
+    assert!(path.is_file(), "promtool {} does not exist", path.display());
+    path
+}
+
+/// A script in `tests/python/`.
+pub fn py_script(name: &str) -> PathBuf {
+    root().join("tests/python").join(name)
+}
+
+/// Runs `cmd` with `stdin`, killing it if it runs past `limit`.
+pub fn run_with_input(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
+    let description = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    // Feed stdin and drain the outputs on threads, so no pipe can fill up.
+    let mut input = child.stdin.take().expect("piped");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait_deadline(&mut child, limit)
+        .unwrap_or_else(|| panic!("{description} did not finish within {limit:?}; killed it"));
+    writer.join().expect("stdin writer");
+    Output {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    }
+}
+
+/// Waits for `child` until `limit`; on timeout kills it and returns `None`.
+pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `cmd` and insists on success; returns stdout.
+pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> Vec<u8> {
+    let description = format!("{cmd:?}");
+    let out = run_with_input(cmd, stdin, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{description} failed ({}):\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Writes `dir` with the real prometheus_client (tests/python/write_dir.py).
+pub fn python_write(dir: &Path, scenarios: &[&str]) {
+    run_ok(
+        Command::new(python())
+            .arg(py_script("write_dir.py"))
+            .arg(dir)
+            .args(scenarios),
+        b"",
+    );
+}
+
+/// One canonical sample per entry: `["name", {labels}, "value"]`, sorted.
+pub type Samples = Vec<String>;
+
+fn canonical(json: &[u8], what: &str) -> Samples {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(json).unwrap_or_else(|e| {
+        panic!(
+            "{what} printed no canonical JSON ({e}):\n{}",
+            String::from_utf8_lossy(json)
+        )
+    });
+    let mut lines: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    lines.sort();
+    lines
+}
+
+/// Python MultiProcessCollector's merged samples for `dir`.
+pub fn python_collect(dir: &Path) -> Samples {
+    let out = run_ok(
+        Command::new(python()).arg(py_script("collect.py")).arg(dir),
+        b"",
+    );
+    canonical(&out, "collect.py")
+}
+
+/// Python MultiProcessCollector's families for `dir`: `[name, type, help]`.
+pub fn python_collect_meta(dir: &Path) -> Samples {
+    let out = run_ok(
+        Command::new(python())
+            .arg(py_script("collect.py"))
+            .arg(dir)
+            .arg("--meta"),
+        b"",
+    );
+    canonical(&out, "collect.py --meta")
+}
+
+/// Parses an exposition with prometheus_client's parser for `format`
+/// (`text` or `openmetrics`); panics with the exposition if it does not parse.
+pub fn python_parse(format: &str, exposition: &[u8], extra: &[&str]) -> Samples {
+    let out = run_with_input(
+        Command::new(python())
+            .arg(py_script("parse.py"))
+            .arg(format)
+            .args(extra),
+        exposition,
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "prometheus_client's {format} parser rejected the exposition:\n{}\n--- exposition ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(exposition)
+    );
+    canonical(&out.stdout, "parse.py")
+}
+
+/// `muster scrape --dir DIR --format FORMAT`, which must succeed; stdout.
+pub fn muster_scrape(dir: &Path, format: &str) -> Vec<u8> {
+    run_ok(
+        muster()
+            .args(["scrape", "--dir"])
+            .arg(dir)
+            .args(["--format", format]),
+        b"",
+    )
+}
+
+/// Asserts two sample lists are equal, showing only the differences.
+pub fn assert_same(expected: &Samples, actual: &Samples, context: &str) {
+    if expected == actual {
+        return;
+    }
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for s in expected {
+        *counts.entry(s).or_default() += 1;
+    }
+    for s in actual {
+        *counts.entry(s).or_default() -= 1;
+    }
+    let mut report = String::new();
+    for (s, n) in counts.iter().filter(|(_, n)| **n != 0) {
+        let sign = if *n > 0 { "- expected" } else { "+ got     " };
+        report.push_str(&format!("{sign} {s} (x{})\n", n.abs()));
+    }
+    panic!(
+        "{context}: {} expected vs {} actual samples differ:\n{report}",
+        expected.len(),
+        actual.len()
+    );
+}
+
+/// The Rust writer example, built on first use in this process.
+pub fn fixture_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MUSTER_WRITE_FIXTURE").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "muster-metrics",
+                "--example",
+                "write_fixture",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run cargo to build the write_fixture example");
+        assert!(
+            out.status.success(),
+            "building the write_fixture example failed"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "write_fixture"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no write_fixture executable")
+    })
+    .clone()
+}
+
+/// Runs the writer example in `fixture` mode as one process with file id `id`.
+pub fn rust_write(dir: &Path, id: &str, index: u32) {
+    run_ok(
+        Command::new(fixture_bin())
+            .arg("fixture")
+            .arg(dir)
+            .arg(id)
+            .arg(index.to_string()),
+        b"",
+    );
+}
+
+/// Child processes that are killed and reaped when the guard is dropped
+/// (also when a test panics).
+#[derive(Default)]
+pub struct Children(pub Vec<Child>);
+
+impl Children {
+    pub fn push(&mut self, child: Child) -> &mut Child {
+        self.0.push(child);
+        self.0.last_mut().expect("just pushed")
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Compares muster's scrape of `dir`, in both formats, with Python's
+/// MultiProcessCollector: samples and families (name, type, help).
+pub fn assert_matches_python(dir: &Path, formats: &[&str], context: &str) {
+    let expected = python_collect(dir);
+    assert!(
+        expected.len() > 5,
+        "{context}: the reference saw only {} samples; the writers did not write",
+        expected.len()
+    );
+    let expected_meta = python_collect_meta(dir);
+    for format in formats {
+        let exposition = muster_scrape(dir, format);
+        let got = python_parse(format, &exposition, &[]);
+        assert_same(&expected, &got, &format!("{context}, {format} samples"));
+        let got_meta = python_parse(format, &exposition, &["--meta"]);
+        assert_same(
+            &expected_meta,
+            &got_meta,
+            &format!("{context}, {format} families (name, type, help)"),
+        );
+    }
+}
