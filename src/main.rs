@@ -35,7 +35,7 @@ enum Command {
     /// (gunicorn's flags: -w, -b, --timeout, --max-requests, ...).
     Demo {
         #[command(flatten)]
-        server: muster_server::ServerArgs,
+        server: Box<muster_server::ServerArgs>,
     },
 }
 

@@ -21,7 +21,17 @@
 //! multiproc_dir = "/run/muster/metrics"
 //! max_boot_failures = 5
 //! http_metrics = true
+//! web_config_file = "/etc/muster/web.yml"
+//! header_read_timeout = 10
+//! keepalive = 5
+//! limit_request_fields = 100
+//! max_header_bytes = 32768
+//! max_requests_per_connection = 1000
+//! worker_connections = 1000
 //! ```
+//!
+//! `--allow-weak-credentials` exists only as a command-line flag: accepting a weak
+//! password has to be said explicitly each time the server starts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,6 +76,28 @@ pub struct Config {
     pub http_metrics: bool,
     /// The TOML file this configuration was read from, re-read on SIGHUP.
     pub config_file: Option<PathBuf>,
+    /// Web configuration file (exporter-toolkit format: TLS, basic auth); see
+    /// [`crate::webconfig`]. Read and checked before anything forks, re-read on SIGHUP.
+    pub web_config_file: Option<PathBuf>,
+    /// Start even though a configured password is a known-weak one (logged as a warning).
+    pub allow_weak_credentials: bool,
+    /// A client must send a request's complete header within this time (HTTP/1.1; the
+    /// clock also runs while a kept-alive connection waits for its next request), and a
+    /// new connection must have sent its first request (TLS handshake included) within
+    /// it.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub keepalive: Duration,
+    /// Most header fields in a request (more: 431).
+    pub limit_request_fields: usize,
+    /// Most bytes of request line and headers (more: 431); at least 8192.
+    pub max_header_bytes: usize,
+    /// Requests served on one HTTP/1.1 connection before it is closed (`Connection:
+    /// close`); 0 = no limit.
+    pub max_requests_per_connection: u64,
+    /// Most connections one worker serves at once; further connections wait in the
+    /// shared accept queue for a worker with room.
+    pub worker_connections: usize,
     /// The command-line flags, re-applied over the file on SIGHUP.
     pub(crate) args: Option<ServerArgs>,
 }
@@ -88,6 +120,14 @@ impl Default for Config {
             max_boot_failures: 5,
             http_metrics: true,
             config_file: None,
+            web_config_file: None,
+            allow_weak_credentials: false,
+            header_read_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(5),
+            limit_request_fields: 100,
+            max_header_bytes: 32 * 1024,
+            max_requests_per_connection: 1000,
+            worker_connections: 1000,
             args: None,
         }
     }
@@ -122,6 +162,13 @@ struct FileConfig {
     multiproc_dir: Option<PathBuf>,
     max_boot_failures: Option<u32>,
     http_metrics: Option<bool>,
+    web_config_file: Option<PathBuf>,
+    header_read_timeout: Option<f64>,
+    keepalive: Option<f64>,
+    limit_request_fields: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_requests_per_connection: Option<u64>,
+    worker_connections: Option<usize>,
 }
 
 /// Command-line flags with gunicorn's names; flatten into a clap parser with
@@ -164,6 +211,32 @@ pub struct ServerArgs {
     /// Do not record the default HTTP metrics (to measure their cost)
     #[arg(long)]
     pub no_http_metrics: bool,
+    /// Web configuration file (Prometheus exporter-toolkit format: tls_server_config,
+    /// basic_auth_users) protecting /metrics; see docs/security.md
+    #[arg(long, value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Start even if a password in the web config file is a known-weak one
+    #[arg(long)]
+    pub allow_weak_credentials: bool,
+    /// Seconds a client gets to send a request's headers (and a new connection its
+    /// first request) [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub header_read_timeout: Option<f64>,
+    /// Close a connection idle (no request in progress) for this many seconds [default: 5]
+    #[arg(long = "keep-alive", value_name = "SECONDS")]
+    pub keepalive: Option<f64>,
+    /// Most header fields per request [default: 100]
+    #[arg(long, value_name = "N")]
+    pub limit_request_fields: Option<usize>,
+    /// Most bytes of request line and headers [default: 32768]
+    #[arg(long, value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Requests per HTTP/1.1 connection before it is closed; 0 = no limit [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_connection: Option<u64>,
+    /// Most simultaneous connections per worker [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub worker_connections: Option<usize>,
 }
 
 impl ServerArgs {
@@ -206,6 +279,30 @@ impl ServerArgs {
         }
         if self.no_http_metrics {
             config.http_metrics = false;
+        }
+        if self.web_config_file.is_some() {
+            config.web_config_file = self.web_config_file.clone();
+        }
+        if self.allow_weak_credentials {
+            config.allow_weak_credentials = true;
+        }
+        if let Some(t) = self.header_read_timeout {
+            config.header_read_timeout = seconds("--header-read-timeout", t)?;
+        }
+        if let Some(t) = self.keepalive {
+            config.keepalive = seconds("--keep-alive", t)?;
+        }
+        if let Some(n) = self.limit_request_fields {
+            config.limit_request_fields = n;
+        }
+        if let Some(n) = self.max_header_bytes {
+            config.max_header_bytes = n;
+        }
+        if let Some(n) = self.max_requests_per_connection {
+            config.max_requests_per_connection = n;
+        }
+        if let Some(n) = self.worker_connections {
+            config.worker_connections = n;
         }
         config.args = Some(self.clone());
         config.validate()?;
@@ -264,6 +361,27 @@ impl Config {
         if let Some(b) = file.http_metrics {
             config.http_metrics = b;
         }
+        if file.web_config_file.is_some() {
+            config.web_config_file = file.web_config_file;
+        }
+        if let Some(t) = file.header_read_timeout {
+            config.header_read_timeout = seconds("header_read_timeout", t)?;
+        }
+        if let Some(t) = file.keepalive {
+            config.keepalive = seconds("keepalive", t)?;
+        }
+        if let Some(n) = file.limit_request_fields {
+            config.limit_request_fields = n;
+        }
+        if let Some(n) = file.max_header_bytes {
+            config.max_header_bytes = n;
+        }
+        if let Some(n) = file.max_requests_per_connection {
+            config.max_requests_per_connection = n;
+        }
+        if let Some(n) = file.worker_connections {
+            config.worker_connections = n;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -316,6 +434,31 @@ impl Config {
         }
         if self.timeout < Duration::from_millis(100) {
             return Err(ServerError::Config("timeout must be at least 0.1 s".into()));
+        }
+        if self.header_read_timeout < Duration::from_millis(100) {
+            return Err(ServerError::Config(
+                "header_read_timeout must be at least 0.1 s".into(),
+            ));
+        }
+        if self.keepalive < Duration::from_millis(100) {
+            return Err(ServerError::Config(
+                "keepalive must be at least 0.1 s".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.limit_request_fields) {
+            return Err(ServerError::Config(
+                "limit_request_fields must be between 1 and 10000".into(),
+            ));
+        }
+        if !(8192..=16 * 1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(ServerError::Config(
+                "max_header_bytes must be between 8192 and 16777216".into(),
+            ));
+        }
+        if self.worker_connections == 0 {
+            return Err(ServerError::Config(
+                "worker_connections must be at least 1".into(),
+            ));
         }
         if self.max_boot_failures == 0 {
             return Err(ServerError::Config(

@@ -10,7 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -180,6 +183,10 @@ pub(crate) struct Shared {
     /// Recycle after this many requests (0 = never).
     pub request_limit: u64,
     pub drain: tokio::sync::Notify,
+    /// Basic auth for `/metrics` (from the web config file).
+    pub auth: Option<Arc<crate::auth::BasicAuth>>,
+    /// Also require credentials for the health endpoints.
+    pub protect_health: bool,
 }
 
 impl Shared {
@@ -219,6 +226,16 @@ fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
     full(status, "text/plain; charset=utf-8", body)
 }
 
+/// 401 with the basic-auth challenge.
+fn unauthorized() -> Response<ResponseBody> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(crate::auth::CHALLENGE),
+    );
+    r
+}
+
 /// Handles one request: muster's endpoints, else the user's service (if any) through
 /// the metrics middleware.
 pub(crate) async fn dispatch<S: AppService>(
@@ -227,6 +244,19 @@ pub(crate) async fn dispatch<S: AppService>(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let protected = get
+        && match req.uri().path() {
+            "/metrics" => true,
+            "/-/healthy" | "/-/ready" => shared.protect_health,
+            _ => false,
+        };
+    if protected {
+        if let Some(auth) = &shared.auth {
+            if !auth.check(req.headers().get(AUTHORIZATION)).await {
+                return Ok(unauthorized());
+            }
+        }
+    }
     let resp = match req.uri().path() {
         "/metrics" if get => metrics(&shared, &req).await,
         "/-/healthy" if get => text(StatusCode::OK, "OK\n"),

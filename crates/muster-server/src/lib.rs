@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;
@@ -40,6 +41,7 @@ pub mod scoreboard;
 mod scrape;
 mod signals;
 pub mod supervisor;
+pub mod webconfig;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -49,6 +51,7 @@ pub use config::{Config, ServerArgs};
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
 pub use supervisor::run;
+pub use webconfig::WebConfig;
 
 /// A boxed error, as returned by user factories and services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

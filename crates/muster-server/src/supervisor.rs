@@ -32,6 +32,7 @@ use crate::listeners;
 use crate::mpdir::MultiprocDir;
 use crate::scoreboard::{now_ms, Scoreboard, SlotState, MAX_APP_WORKERS, METRICS_SLOT};
 use crate::signals::{self, SignalState};
+use crate::webconfig::WebConfig;
 use crate::worker::{self, WorkerKind, WorkerParams};
 use crate::{AppFactory, ServerContext, ServerError};
 
@@ -60,8 +61,11 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         return Err(ServerError::NotSingleThreaded(threads));
     }
     config.validate()?;
+    // The web config (TLS files, credentials, weak-password check) before anything else:
+    // a mistake there is a configuration error, not a surprise at the first scrape.
+    let web = load_web_config(&config)?;
 
-    // The directory first: before any worker or collector exists.
+    // The directory next: before any worker or collector exists.
     let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
     let dir_path = dir.path().to_path_buf();
     // Single-threaded here (checked above), so setting the environment is sound.
@@ -122,6 +126,7 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
     let mut sup = Supervisor {
         target: config.workers,
         config,
+        web,
         app,
         dir: dir_path,
         scoreboard,
@@ -154,6 +159,23 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         Err(e) => error!(error = %e, "supervisor stopped with an error"),
     }
     result
+}
+
+/// Loads the `--web-config-file`, if any (see [`crate::webconfig`]).
+fn load_web_config(config: &Config) -> Result<Option<Arc<WebConfig>>, ServerError> {
+    let Some(path) = &config.web_config_file else {
+        return Ok(None);
+    };
+    let web = WebConfig::load(path, config.allow_weak_credentials)?;
+    info!(
+        file = %path.display(),
+        tls = web.tls.is_some(),
+        client_auth = ?web.client_auth,
+        basic_auth = web.has_basic_auth(),
+        protect_health = web.protect_health,
+        "web config loaded"
+    );
+    Ok(Some(Arc::new(web)))
 }
 
 fn thread_count() -> usize {
@@ -200,6 +222,7 @@ enum Phase {
 
 struct Supervisor<A: AppFactory> {
     config: Config,
+    web: Option<Arc<WebConfig>>,
     target: usize,
     app: A,
     dir: PathBuf,
@@ -296,8 +319,13 @@ impl<A: AppFactory> Supervisor<A> {
         if self.phase != Phase::Running {
             return;
         }
-        match self.config.reload() {
-            Ok(mut new) => {
+        let reloaded = self
+            .config
+            .reload()
+            .and_then(|c| load_web_config(&c).map(|w| (c, w)));
+        match reloaded {
+            Ok((mut new, web)) => {
+                self.web = web;
                 if new.bind != self.config.bind || new.metrics_bind != self.config.metrics_bind {
                     warn!("reload: listen addresses cannot change without a restart; keeping the old ones");
                 }
@@ -734,6 +762,7 @@ impl<A: AppFactory> Supervisor<A> {
                 id,
                 dir: self.dir.clone(),
                 config: self.config.clone(),
+                web: self.web.clone(),
                 scoreboard: Arc::clone(&self.scoreboard),
                 listeners,
                 supervisor_pid: self.supervisor_pid,

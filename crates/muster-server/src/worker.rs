@@ -8,6 +8,12 @@
 //! within `graceful_timeout`, exit 0); SIGINT/SIGQUIT = exit at once. Reaching
 //! `max_requests` (plus jitter) drains the same way as SIGTERM; the supervisor sees the
 //! `Draining` state and forks a replacement.
+//!
+//! Connections: TLS (rustls, from the web config file) is negotiated in the connection's
+//! own task; hyper enforces the header read timeout, header count and size; a watchdog
+//! per connection closes it when the first request does not arrive in time, when it has
+//! been idle for `keepalive`, or when a request in progress moves no byte for `timeout`;
+//! at most `worker_connections` are served at once. See `docs/security.md`.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener as StdListener;
@@ -16,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use nix::unistd::Pid;
 use tokio::net::TcpListener;
@@ -28,6 +34,7 @@ use crate::http::{dispatch, RouteTable, Shared};
 use crate::instruments::{HttpMetrics, ProcessMetrics};
 use crate::scoreboard::{Scoreboard, SlotState};
 use crate::supervisor::EXIT_BOOT_ERROR;
+use crate::webconfig::WebConfig;
 use crate::{AppFactory, WorkerContext};
 
 /// What a worker process serves.
@@ -46,6 +53,7 @@ pub(crate) struct WorkerParams {
     pub id: String,
     pub dir: PathBuf,
     pub config: Config,
+    pub web: Option<Arc<WebConfig>>,
     pub scoreboard: Arc<Scoreboard>,
     pub listeners: Vec<StdListener>,
     pub supervisor_pid: Pid,
@@ -191,9 +199,23 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         slot: p.slot,
         request_limit: limit,
         drain: tokio::sync::Notify::new(),
+        auth: p.web.as_ref().and_then(|w| w.auth.clone()),
+        protect_health: p.web.as_ref().is_some_and(|w| w.protect_health),
     });
 
-    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let builder = Arc::new(http_builder(&p.config));
+    let tls = p
+        .web
+        .as_ref()
+        .and_then(|w| w.tls.clone())
+        .map(tokio_rustls::TlsAcceptor::from);
+    let limits = Arc::new(ConnLimits {
+        header_read_timeout: p.config.header_read_timeout,
+        keepalive: p.config.keepalive,
+        stalled_request: p.config.timeout,
+        max_requests: p.config.max_requests_per_connection,
+    });
+    let conn_permits = Arc::new(tokio::sync::Semaphore::new(p.config.worker_connections));
     // Draining: connections watch this; each connection task holds a clone of
     // `conns_tx`, so `conns_rx` yields `None` once every connection has finished.
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
@@ -202,25 +224,37 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     info!(worker = %p.id, pid = std::process::id(), max_requests = limit, "worker serving");
 
     let recycling = loop {
-        let accept = std::future::poll_fn(|cx| {
-            for l in &listeners {
-                if let Poll::Ready(r) = l.poll_accept(cx) {
-                    return Poll::Ready(r);
+        // At most `worker_connections` at once: wait for room before accepting (other
+        // workers take the connections meanwhile).
+        let accept = async {
+            let permit = Arc::clone(&conn_permits).acquire_owned().await;
+            let r = std::future::poll_fn(|cx| {
+                for l in &listeners {
+                    if let Poll::Ready(r) = l.poll_accept(cx) {
+                        return Poll::Ready(r);
+                    }
                 }
-            }
-            Poll::Pending
-        });
+                Poll::Pending
+            })
+            .await;
+            (permit, r)
+        };
         tokio::select! {
-            r = accept => match r {
+            (permit, r) = accept => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(serve_connection(
-                        Arc::clone(&builder),
+                        Conn {
+                            builder: Arc::clone(&builder),
+                            tls: tls.clone(),
+                            limits: Arc::clone(&limits),
+                            shared: Arc::clone(&shared),
+                            svc: svc.clone(),
+                            drain: drain_rx.clone(),
+                            _alive: conns_tx.clone(),
+                            _permit: permit.ok(),
+                        },
                         stream,
-                        Arc::clone(&shared),
-                        svc.clone(),
-                        drain_rx.clone(),
-                        conns_tx.clone(),
                     ));
                 }
                 Err(e) => {
@@ -264,34 +298,251 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
 /// (its bytes may already be in flight; closing it unread would reset it).
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves one connection; when the worker drains, lets the request in progress (or the
-/// first request of a connection that has not sent one yet) finish, then closes.
-async fn serve_connection<S: crate::AppService>(
+/// The hyper builder of a worker, with the request limits of the configuration: header
+/// read timeout (needs the tokio timer), header count and size, HTTP/2 stream limits.
+fn http_builder(config: &Config) -> Builder<TokioExecutor> {
+    let mut b = Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_headers(config.limit_request_fields)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128);
+    b
+}
+
+/// Per-connection limits.
+struct ConnLimits {
+    header_read_timeout: Duration,
+    keepalive: Duration,
+    /// A request in progress on a connection that moves no byte for this long is
+    /// dropped (a half-open client, a body that never comes): `--timeout`.
+    stalled_request: Duration,
+    max_requests: u64,
+}
+
+/// What a connection task holds.
+struct Conn<S> {
     builder: Arc<Builder<TokioExecutor>>,
-    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Arc<ConnLimits>,
     shared: Arc<Shared>,
     svc: Option<S>,
-    mut drain: tokio::sync::watch::Receiver<bool>,
+    drain: tokio::sync::watch::Receiver<bool>,
+    /// Dropped when the connection ends (the drain waits for all of them).
     _alive: tokio::sync::mpsc::Sender<()>,
-) {
-    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// The connection's place among `worker_connections`.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// When a connection last moved a byte, and how many requests it has in progress.
+struct Activity {
+    start: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicU64,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn idle(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis(now.saturating_sub(last))
+    }
+}
+
+/// A stream that records its last read or write in an [`Activity`].
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Marks a request finished however its future ends.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// Serves one connection (after the TLS handshake, if TLS is configured).
+///
+/// Limits: the first request (handshake included) must arrive within
+/// `header_read_timeout`; hyper enforces the header read timeout and header limits of
+/// every request; a connection with no request in progress and no bytes moving for
+/// `keepalive` is closed, one with a request in progress and no bytes moving for
+/// `--timeout` is dropped; HTTP/1.1 connections are closed after `max_requests`. When
+/// the worker drains, the request in progress (or the first request of a connection
+/// that has not sent one yet) finishes, then the connection closes.
+async fn serve_connection<S: crate::AppService>(c: Conn<S>, stream: tokio::net::TcpStream) {
+    let activity = Arc::new(Activity {
+        start: std::time::Instant::now(),
+        last_ms: std::sync::atomic::AtomicU64::new(0),
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+        requests: std::sync::atomic::AtomicU64::new(0),
+        started: std::sync::atomic::AtomicBool::new(false),
+    });
+    let stream = Tracked {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    };
+    match c.tls.clone() {
+        None => serve_io(c, TokioIo::new(stream), activity).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(c.limits.header_read_timeout, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls)) => serve_io(c, TokioIo::new(tls), activity).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<S, I>(c: Conn<S>, io: I, activity: Arc<Activity>)
+where
+    S: crate::AppService,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    use std::sync::atomic::Ordering;
+    let Conn {
+        builder,
+        limits,
+        shared,
+        svc,
+        mut drain,
+        ..
+    } = c;
     let first = Arc::new(tokio::sync::Notify::new());
     let service = {
-        let (started, first) = (Arc::clone(&started), Arc::clone(&first));
-        hyper::service::service_fn(move |req| {
-            if !started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let (activity, first, limits) = (
+            Arc::clone(&activity),
+            Arc::clone(&first),
+            Arc::clone(&limits),
+        );
+        hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            activity.in_flight.fetch_add(1, Ordering::AcqRel);
+            let guard = InFlight(Arc::clone(&activity));
+            if !activity.started.swap(true, Ordering::AcqRel) {
                 first.notify_one();
             }
-            dispatch(Arc::clone(&shared), svc.clone(), req)
+            let n = activity.requests.fetch_add(1, Ordering::AcqRel) + 1;
+            let close = limits.max_requests > 0
+                && n >= limits.max_requests
+                && req.version() <= http::Version::HTTP_11;
+            let fut = dispatch(Arc::clone(&shared), svc.clone(), req);
+            async move {
+                let mut resp = fut.await?;
+                if close {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                drop(guard);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         })
     };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = drain.wait_for(|d| *d) => {}
+    let tick = (limits.keepalive.min(limits.header_read_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = async { drain.wait_for(|d| *d).await.is_ok() } => break,
+            _ = tokio::time::sleep(tick) => {
+                if !activity.started.load(Ordering::Acquire)
+                    && activity.start.elapsed() > limits.header_read_timeout
+                {
+                    tracing::debug!("no request within the header read timeout; closing");
+                    return;
+                }
+                let idle = activity.idle();
+                if activity.in_flight.load(Ordering::Acquire) == 0 {
+                    if idle > limits.keepalive {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(limits.header_read_timeout, conn.as_mut())
+                            .await;
+                        return;
+                    }
+                } else if idle > limits.stalled_request {
+                    tracing::debug!("request stalled (no byte moved for --timeout); closing");
+                    return;
+                }
+            }
+        }
     }
-    if !started.load(std::sync::atomic::Ordering::Acquire) {
+    if !activity.started.load(Ordering::Acquire) {
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = first.notified() => {}
