@@ -1,0 +1,444 @@
+//! Hot path of muster's metrics next to the official in-memory
+//! `prometheus-client` crate, measured in the same run.
+//!
+//! `cargo bench -p muster-metrics --bench hot_path`
+//!
+//! Groups (criterion ids `<group>/<impl>`):
+//! - `counter_inc`: `inc()` on a handle held by the caller.
+//! - `gauge_set`: `set(v)` on a handle.
+//! - `labelled_inc`: lookup by label values (method, route, status; 100
+//!   routes x 2 methods x 3 statuses, cycled) and `inc()`.
+//! - `histogram_observe`: `observe(v)` with Python's default buckets, values
+//!   cycled across the buckets.
+//! - `counter_inc_contended`: two threads incrementing one counter; the time
+//!   is wall time per increment of one thread (both run at once).
+//! - `labelled_inc_contended`: two threads doing labelled lookup + inc on one
+//!   family at once (same measure).
+//!
+//! muster writes into mapped files in a temporary multiprocess directory,
+//! exactly as a worker does; `prometheus-client` keeps values in memory.
+//!
+//! The single-thread groups are measured in CPU time of the benchmarking
+//! thread (`CLOCK_THREAD_CPUTIME_ID`), so that other load on a shared machine
+//! (time the thread spends descheduled) does not count; set
+//! `MUSTER_BENCH_CLOCK=wall` for wall-clock time. The contended groups are
+//! always wall-clock time.
+
+use std::hint::black_box;
+use std::sync::atomic::AtomicU64;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, DEFAULT_BUCKETS};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter as PcCounter;
+use prometheus_client::metrics::family::Family as PcFamily;
+use prometheus_client::metrics::gauge::Gauge as PcGauge;
+use prometheus_client::metrics::histogram::Histogram as PcHistogram;
+
+const METHODS: [&str; 2] = ["GET", "POST"];
+const STATUSES: [&str; 3] = ["200", "404", "500"];
+const ROUTES: usize = 100;
+
+/// Label values as a request handler has them: borrowed strings.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: &'static str,
+    status: &'static str,
+}
+
+/// The same, owned (what `Family<Vec<(String, String)>, _>` users build).
+type OwnedLabels = Vec<(String, String)>;
+
+fn label_sets() -> Vec<[&'static str; 3]> {
+    let routes: Vec<&'static str> = (0..ROUTES)
+        .map(|i| &*Box::leak(format!("/api/v1/resource_{i:03}/{{id}}").into_boxed_str()))
+        .collect();
+    let mut sets = Vec::new();
+    // Interleave so consecutive lookups hit different keys.
+    for status in STATUSES {
+        for method in METHODS {
+            for route in &routes {
+                sets.push([method, *route, status]);
+            }
+        }
+    }
+    sets
+}
+
+/// Observation values spread over the default buckets (and past them).
+fn observations() -> Vec<f64> {
+    (0..64)
+        .map(|i| {
+            let x = i as f64 / 63.0;
+            0.001 * (12_000f64).powf(x) // 1 ms .. 12 s, log-spaced
+        })
+        .collect()
+}
+
+fn setup_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("muster-bench-")
+        .tempdir()
+        .expect("a temporary directory");
+    muster_store::configure(dir.path());
+    dir
+}
+
+/// CPU time of the calling thread, or wall time (`MUSTER_BENCH_CLOCK=wall`).
+struct Clock {
+    wall: bool,
+}
+
+impl Clock {
+    fn from_env() -> Clock {
+        Clock {
+            wall: std::env::var("MUSTER_BENCH_CLOCK").as_deref() == Ok("wall"),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        if self.wall {
+            static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            return ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+        }
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a valid out pointer.
+        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+}
+
+impl Measurement for Clock {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        self.now_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        self.now_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &Nanos
+    }
+}
+
+/// Shows values in ns (the hot path never needs another unit).
+struct Nanos;
+
+impl ValueFormatter for Nanos {
+    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        _t: &Throughput,
+        _values: &mut [f64],
+    ) -> &'static str {
+        "ns"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+type C = Criterion<Clock>;
+
+fn counter_inc(c: &mut C) {
+    let mut g = c.benchmark_group("counter_inc");
+    let muster = Counter::new("bench_counter", "a counter").unwrap();
+    g.bench_function("muster", |b| b.iter(|| black_box(&muster).inc()));
+    let pc_u64: PcCounter = PcCounter::default();
+    g.bench_function("prometheus_client_u64", |b| {
+        b.iter(|| black_box(&pc_u64).inc())
+    });
+    let pc_f64: PcCounter<f64> = PcCounter::default();
+    g.bench_function("prometheus_client_f64", |b| {
+        b.iter(|| black_box(&pc_f64).inc())
+    });
+    g.finish();
+}
+
+fn gauge_set(c: &mut C) {
+    let mut g = c.benchmark_group("gauge_set");
+    let muster = Gauge::new("bench_gauge", "a gauge", GaugeMode::All).unwrap();
+    let mut v = 0.0f64;
+    g.bench_function("muster", |b| {
+        b.iter(|| {
+            v += 1.0;
+            black_box(&muster).set(black_box(v))
+        })
+    });
+    let pc: PcGauge<f64, AtomicU64> = PcGauge::default();
+    g.bench_function("prometheus_client_f64", |b| {
+        b.iter(|| {
+            v += 1.0;
+            black_box(&pc).set(black_box(v));
+        })
+    });
+    g.finish();
+}
+
+fn labelled_inc(c: &mut C) {
+    let sets = label_sets();
+    let n = sets.len();
+    let mut g = c.benchmark_group("labelled_inc");
+
+    let muster = Counter::family(
+        "bench_http_requests",
+        "requests",
+        &["method", "route", "status"],
+    )
+    .unwrap();
+    for s in &sets {
+        muster.with_label_values(s).inc();
+    }
+    let mut i = 0usize;
+    g.bench_function("muster", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            black_box(&muster)
+                .with_label_values(black_box(&sets[i]))
+                .inc();
+        })
+    });
+
+    let pc: PcFamily<RequestLabels, PcCounter> = PcFamily::default();
+    let keys: Vec<RequestLabels> = sets
+        .iter()
+        .map(|[m, r, s]| RequestLabels {
+            method: m,
+            route: r,
+            status: s,
+        })
+        .collect();
+    for k in &keys {
+        pc.get_or_create(k).inc();
+    }
+    g.bench_function("prometheus_client_borrowed", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            let [m, r, s] = *black_box(&sets[i]);
+            black_box(&pc)
+                .get_or_create(&RequestLabels {
+                    method: m,
+                    route: r,
+                    status: s,
+                })
+                .inc();
+        })
+    });
+
+    let pc_owned: PcFamily<OwnedLabels, PcCounter> = PcFamily::default();
+    let owned = |[m, r, s]: [&str; 3]| -> OwnedLabels {
+        vec![
+            ("method".to_owned(), m.to_owned()),
+            ("route".to_owned(), r.to_owned()),
+            ("status".to_owned(), s.to_owned()),
+        ]
+    };
+    for s in &sets {
+        pc_owned.get_or_create(&owned(*s)).inc();
+    }
+    g.bench_function("prometheus_client_owned", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            black_box(&pc_owned)
+                .get_or_create(&owned(*black_box(&sets[i])))
+                .inc();
+        })
+    });
+    g.finish();
+}
+
+fn histogram_observe(c: &mut C) {
+    let values = observations();
+    let n = values.len();
+    let mut g = c.benchmark_group("histogram_observe");
+    let muster = Histogram::new("bench_duration_seconds", "durations", &DEFAULT_BUCKETS).unwrap();
+    let mut i = 0usize;
+    g.bench_function("muster", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            black_box(&muster).observe(black_box(values[i]));
+        })
+    });
+    // Python's default bounds without +Inf (the crate adds its own).
+    let pc = PcHistogram::new(DEFAULT_BUCKETS[..DEFAULT_BUCKETS.len() - 1].iter().copied());
+    g.bench_function("prometheus_client", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            black_box(&pc).observe(black_box(values[i]));
+        })
+    });
+    g.finish();
+}
+
+/// Wall time per increment when `threads` threads increment at once.
+fn contended(iters: u64, threads: usize, inc: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters {
+                    inc();
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn counter_inc_contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("counter_inc_contended");
+    let muster = Counter::new("bench_contended", "a contended counter").unwrap();
+    g.bench_function("muster", |b| {
+        b.iter_custom(|iters| contended(iters, 2, &|| black_box(&muster).inc()))
+    });
+    let pc: PcCounter = PcCounter::default();
+    g.bench_function("prometheus_client_u64", |b| {
+        b.iter_custom(|iters| {
+            contended(iters, 2, &|| {
+                black_box(&pc).inc();
+            })
+        })
+    });
+    let pc_f64: PcCounter<f64> = PcCounter::default();
+    g.bench_function("prometheus_client_f64", |b| {
+        b.iter_custom(|iters| {
+            contended(iters, 2, &|| {
+                black_box(&pc_f64).inc();
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Two threads doing labelled lookups + inc on one family at once, each
+/// cycling through the label sets from a different start.
+fn labelled_inc_contended(c: &mut Criterion) {
+    let sets = label_sets();
+    let n = sets.len();
+    let mut g = c.benchmark_group("labelled_inc_contended");
+    let muster = Counter::family(
+        "bench_http_requests_contended",
+        "requests",
+        &["method", "route", "status"],
+    )
+    .unwrap();
+    for s in &sets {
+        muster.with_label_values(s).inc();
+    }
+    let next = |i: &mut usize| {
+        *i = if *i + 1 == n { 0 } else { *i + 1 };
+        *i
+    };
+    g.bench_function("muster", |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::atomic::AtomicUsize::new(0);
+            contended(iters, 2, &|| {
+                // Each thread keeps its own position (thread-local counter).
+                thread_local!(static POS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+                let i = POS.with(|p| {
+                    let mut i = p.get();
+                    if i == 0 {
+                        i = start.fetch_add(n / 2, std::sync::atomic::Ordering::Relaxed) % n;
+                    }
+                    let j = next(&mut i);
+                    p.set(j.max(1));
+                    j
+                });
+                black_box(&muster).with_label_values(&sets[i]).inc();
+            })
+        })
+    });
+    let pc: PcFamily<RequestLabels, PcCounter> = PcFamily::default();
+    g.bench_function("prometheus_client_borrowed", |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::atomic::AtomicUsize::new(0);
+            contended(iters, 2, &|| {
+                thread_local!(static POS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+                let i = POS.with(|p| {
+                    let mut i = p.get();
+                    if i == 0 {
+                        i = start.fetch_add(n / 2, std::sync::atomic::Ordering::Relaxed) % n;
+                    }
+                    let j = next(&mut i);
+                    p.set(j.max(1));
+                    j
+                });
+                let [m, r, s] = sets[i];
+                black_box(&pc)
+                    .get_or_create(&RequestLabels {
+                        method: m,
+                        route: r,
+                        status: s,
+                    })
+                    .inc();
+            })
+        })
+    });
+    g.finish();
+}
+
+fn single_thread(c: &mut C) {
+    let _dir = setup_dir();
+    counter_inc(c);
+    gauge_set(c);
+    labelled_inc(c);
+    histogram_observe(c);
+}
+
+fn two_threads(c: &mut Criterion<WallTime>) {
+    let _dir = setup_dir();
+    counter_inc_contended(c);
+    labelled_inc_contended(c);
+}
+
+criterion_group! {
+    name = hot_path;
+    config = Criterion::default()
+        .with_measurement(Clock::from_env())
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = single_thread
+}
+criterion_group! {
+    name = two_thread_benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = two_threads
+}
+criterion_main!(hot_path, two_thread_benches);
