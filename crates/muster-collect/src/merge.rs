@@ -68,8 +68,11 @@ struct Accumulators {
     op: Vec<Op>,
     value: Vec<f64>,
     timestamp: Vec<f64>,
-    /// The scrape generation that last set the slot; older means absent.
+    /// For slots merged by other ops than a sum: the scrape generation that
+    /// last set the slot; older means absent.
     seen: Vec<u64>,
+    /// For sum slots: how many known entries feed the slot; 0 means absent.
+    contributors: Vec<u32>,
 }
 
 impl Accumulators {
@@ -78,17 +81,32 @@ impl Accumulators {
         self.value.push(0.0);
         self.timestamp.push(0.0);
         self.seen.push(0);
+        self.contributors.push(0);
         (self.op.len() - 1) as u32
     }
 
+    /// Forgets what a file's entries fed into the merge (the file is gone,
+    /// or starts over).
+    fn release(&mut self, sums: &mut Vec<(u32, u32)>, others: &mut Vec<(u32, u32)>) {
+        for &(_, slot) in sums.iter() {
+            self.contributors[slot as usize] -= 1;
+        }
+        sums.clear();
+        others.clear();
+    }
+
+    fn is_sum(&self, slot: u32) -> bool {
+        self.op[slot as usize] == Op::Sum
+    }
+
+    /// Merges one value into a slot that is not a sum (sums are added
+    /// directly, see [`Collector::collect`]).
     #[inline]
     fn combine(&mut self, acc: u32, gen: u64, value: f64, timestamp: f64) {
         let i = acc as usize;
         let fresh = self.seen[i] != gen;
         match self.op[i] {
-            Op::Sum => {
-                self.value[i] = if fresh { value } else { self.value[i] + value };
-            }
+            Op::Sum => self.value[i] += value,
             Op::Min => {
                 if fresh || value < self.value[i] {
                     self.value[i] = value;
@@ -113,7 +131,13 @@ impl Accumulators {
     }
 
     fn present(&self, acc: u32, gen: u64) -> Option<f64> {
-        (self.seen[acc as usize] == gen).then(|| self.value[acc as usize])
+        let i = acc as usize;
+        let present = if self.op[i] == Op::Sum {
+            self.contributors[i] > 0
+        } else {
+            self.seen[i] == gen
+        };
+        present.then(|| self.value[i])
     }
 }
 
@@ -161,8 +185,12 @@ struct Tracked {
     map: Option<MappedFile>,
     /// Entries are parsed up to here (an entry boundary).
     parsed_upto: usize,
-    /// (value offset, slot) of every entry that feeds the merge.
-    entries: Vec<(u32, u32)>,
+    /// (value offset, slot) of every entry that feeds a sum slot.
+    sums: Vec<(u32, u32)>,
+    /// (value offset, slot) of every other entry that feeds the merge.
+    others: Vec<(u32, u32)>,
+    /// The file's process id, interned.
+    id: u32,
     /// What went wrong reading the file in the last scrape.
     read_problem: Option<String>,
     /// Entries skipped for good because their key is bad.
@@ -190,7 +218,9 @@ pub struct Collector {
     series_index: FastMap<(u32, Arc<str>, LabelPairs), u32>,
     histograms: Vec<HistogramSeries>,
     histogram_index: FastMap<(u32, LabelPairs), u32>,
-    per_process: FastMap<(u32, Box<str>), u32>,
+    /// (key, interned process id) to slot, for per-process gauges.
+    per_process: FastMap<(u32, u32), u32>,
+    ids: FastMap<Box<str>, u32>,
     accs: Accumulators,
     gen: u64,
     errors_total: u64,
@@ -212,6 +242,7 @@ impl Collector {
             histograms: Vec::new(),
             histogram_index: FastMap::default(),
             per_process: FastMap::default(),
+            ids: FastMap::default(),
             accs: Accumulators::default(),
             gen: 0,
             errors_total: 0,
@@ -258,11 +289,18 @@ impl Collector {
         self.gen += 1;
         self.last_errors.clear();
         let gen = self.gen;
+        // Sum slots start from zero and are absent when no entry feeds them.
+        self.accs.value.fill(0.0);
         let mut files = std::mem::take(&mut self.files);
         for (name, tracked) in &mut files {
             self.advance(tracked);
             if let Some(map) = &tracked.map {
-                for &(pos, slot) in &tracked.entries {
+                // Most entries: one load and one add, no branch.
+                let values = &mut self.accs.value;
+                for &(pos, slot) in &tracked.sums {
+                    values[slot as usize] += map.load_value(pos as usize);
+                }
+                for &(pos, slot) in &tracked.others {
                     let (value, timestamp) = map.load(pos as usize);
                     self.accs.combine(slot, gen, value, timestamp);
                 }
@@ -305,8 +343,11 @@ impl Collector {
         // shows a new inode.)
         let mut known = std::mem::take(&mut self.files).into_iter().peekable();
         let mut files = Vec::with_capacity(present.len());
+        let mut gone = Vec::new();
         for (name, ino) in present {
-            while known.next_if(|(k, _)| *k < name).is_some() {}
+            while let Some((_, old)) = known.next_if(|(k, _)| *k < name) {
+                gone.push(old);
+            }
             match known.next_if(|(k, t)| *k == name && t.ino == ino) {
                 Some(kept) => files.push(kept),
                 None => {
@@ -316,18 +357,24 @@ impl Collector {
                 }
             }
         }
+        gone.extend(known.map(|(_, old)| old));
+        for mut old in gone {
+            self.accs.release(&mut old.sums, &mut old.others);
+        }
         self.files = files;
         Ok(())
     }
 
     /// Opens a newly listed file; `None` if it vanished meanwhile.
-    fn open(&self, name: &OsStr, ino: u64) -> Option<Tracked> {
+    fn open(&mut self, name: &OsStr, ino: u64) -> Option<Tracked> {
         let mut tracked = Tracked {
             ino,
             name: None,
             map: None,
             parsed_upto: muster_store::format::HEADER_SIZE,
-            entries: Vec::new(),
+            sums: Vec::new(),
+            others: Vec::new(),
+            id: 0,
             read_problem: None,
             key_problem: None,
             logged: false,
@@ -337,6 +384,7 @@ impl Collector {
                 Some("not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".into());
             return Some(tracked);
         };
+        tracked.id = self.intern_id(&parsed.id);
         tracked.name = Some(parsed);
         match MappedFile::open(&self.dir.join(name)) {
             Ok(map) => tracked.map = Some(map),
@@ -377,7 +425,7 @@ impl Collector {
         };
         if used < tracked.parsed_upto {
             // Rewritten from scratch under the same inode: start over.
-            tracked.entries.clear();
+            self.accs.release(&mut tracked.sums, &mut tracked.others);
             tracked.key_problem = None;
             tracked.parsed_upto = muster_store::format::HEADER_SIZE;
         }
@@ -385,7 +433,7 @@ impl Collector {
             return;
         }
         let kind = name.kind;
-        let id: Box<str> = name.id.as_str().into();
+        let id = name.id.clone();
         let mut bad_keys = 0usize;
         let mut first_bad: Option<String> = None;
         let data = map.bytes();
@@ -393,8 +441,12 @@ impl Collector {
             match entry {
                 Ok(entry) => {
                     tracked.parsed_upto = entry.end();
-                    match self.slot_for(entry.key, kind, &id) {
-                        Ok(slot) => tracked.entries.push((entry.value_pos as u32, slot)),
+                    match self.slot_for(entry.key, kind, tracked.id, &id) {
+                        Ok(slot) if self.accs.is_sum(slot) => {
+                            self.accs.contributors[slot as usize] += 1;
+                            tracked.sums.push((entry.value_pos as u32, slot));
+                        }
+                        Ok(slot) => tracked.others.push((entry.value_pos as u32, slot)),
                         Err(reason) => {
                             bad_keys += 1;
                             first_bad.get_or_insert(reason);
@@ -412,8 +464,25 @@ impl Collector {
         }
     }
 
-    /// The slot an entry with this key feeds, in a file of `kind` from process `id`.
-    fn slot_for(&mut self, raw: &[u8], kind: FileKind, id: &str) -> Result<u32, String> {
+    /// The interned number of a process id.
+    fn intern_id(&mut self, id: &str) -> u32 {
+        if let Some(&n) = self.ids.get(id) {
+            return n;
+        }
+        let n = self.ids.len() as u32;
+        self.ids.insert(id.into(), n);
+        n
+    }
+
+    /// The slot an entry with this key feeds, in a file of `kind` from the
+    /// process `id` (interned as `id_num`).
+    fn slot_for(
+        &mut self,
+        raw: &[u8],
+        kind: FileKind,
+        id_num: u32,
+        id: &str,
+    ) -> Result<u32, String> {
         let key = match self.keys.get(raw) {
             Some(found) => found.clone()?,
             None => {
@@ -436,14 +505,14 @@ impl Collector {
             return Ok(slot);
         }
         // A gauge that keeps one series per process: label it with the id.
-        if let Some(&slot) = self.per_process.get(&(key, Box::from(id))) {
+        if let Some(&slot) = self.per_process.get(&(key, id_num)) {
             return Ok(slot);
         }
         let mut labels = info.labels.clone();
         labels.push(("pid".to_owned(), id.to_owned()));
         let (family, sample) = (info.family, info.sample.clone());
         let slot = self.plain_series(family, sample, labels);
-        self.per_process.insert((key, Box::from(id)), slot);
+        self.per_process.insert((key, id_num), slot);
         Ok(slot)
     }
 

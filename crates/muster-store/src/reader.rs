@@ -262,6 +262,20 @@ impl MappedFile {
         check_used(used, data.len())
     }
 
+    /// Loads the value alone at `value_pos` (see [`MappedFile::load`]).
+    #[inline]
+    pub fn load_value(&self, value_pos: usize) -> f64 {
+        let data = self.bytes();
+        if !value_pos.is_multiple_of(8) || value_pos + 8 > data.len() {
+            return 0.0;
+        }
+        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
+        let bits = unsafe {
+            (*(data.as_ptr().add(value_pos) as *const AtomicU64)).load(Ordering::Relaxed)
+        };
+        f64::from_bits(bits)
+    }
+
     /// Loads the value and timestamp at `value_pos` (from a [`RawEntry`]).
     ///
     /// `value_pos` must come from this file's entries, which guarantees it is
