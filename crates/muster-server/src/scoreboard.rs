@@ -49,6 +49,9 @@ pub struct Slot {
     state: AtomicU32,
     pid: AtomicI32,
     requests: AtomicU64,
+    /// Metric values this slot's workers, all of them since the server
+    /// started, could not write to the (full or broken) directory.
+    write_errors: AtomicU64,
 }
 
 impl Slot {
@@ -85,6 +88,18 @@ impl Slot {
         self.set_state(state);
     }
     /// Records the pid of the process holding the slot.
+    /// The slot's write errors so far (kept across the workers that use it).
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the slot's write errors: those of earlier workers in the
+    /// slot (`base`) plus this process's.
+    pub(crate) fn publish_write_errors(&self, base: u64) {
+        self.write_errors
+            .store(base + muster_store::write_errors(), Ordering::Relaxed);
+    }
+
     pub(crate) fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::Release);
     }
@@ -121,6 +136,14 @@ impl Scoreboard {
             ptr: ptr.cast(),
             len: SLOTS,
         })
+    }
+
+    /// Write errors of every worker that ever ran (slots are never reset).
+    pub fn write_errors(&self) -> u64 {
+        (0..self.len)
+            .filter_map(|i| self.slot(i))
+            .map(Slot::write_errors)
+            .sum()
     }
 
     /// The slot at `index`, if it exists.
@@ -165,5 +188,19 @@ mod tests {
         assert_eq!(s.count_request(), 1);
         assert!(sb.slot(SLOTS).is_none());
         assert_eq!(std::mem::size_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn write_errors_survive_slot_reuse_and_add_up() {
+        let sb = Scoreboard::new().expect("map");
+        let own = muster_store::write_errors();
+        let (a, b) = (sb.slot(0).expect("slot"), sb.slot(7).expect("slot"));
+        a.publish_write_errors(5);
+        b.publish_write_errors(2);
+        // A replacement worker in slot 0 starts from what the slot holds.
+        a.reset(SlotState::Booting);
+        assert_eq!(a.write_errors(), 5 + own);
+        a.publish_write_errors(a.write_errors());
+        assert_eq!(sb.write_errors(), 5 + 2 + 3 * own);
     }
 }

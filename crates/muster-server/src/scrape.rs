@@ -2,18 +2,25 @@
 //! type so the HTTP layer does not depend on the collector's details.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Holds a collector for one directory (it keeps mappings open between scrapes), and
-/// counts the bad files it skips into the server-wide `muster_scrape_errors_total`.
+use crate::scoreboard::Scoreboard;
+
+/// Holds a collector for one directory (it keeps mappings open between scrapes),
+/// counts the bad files it skips into the server-wide `muster_scrape_errors_total`,
+/// and adds `muster_store_write_errors_total` from the scoreboard: values that could
+/// not be written to the directory cannot be reported through it, so they are
+/// counted in shared memory instead.
 pub(crate) struct Scraper {
     inner: muster_collect::Collector,
+    scoreboard: Arc<Scoreboard>,
     errors: Option<muster_metrics::Counter>,
     errors_seen: u64,
 }
 
 impl Scraper {
     /// Made in the worker (after its process id is set).
-    pub(crate) fn new(dir: PathBuf) -> Scraper {
+    pub(crate) fn new(dir: PathBuf, scoreboard: Arc<Scoreboard>) -> Scraper {
         let errors = muster_metrics::Counter::new(
             "muster_scrape_errors",
             "Times a scrape skipped a bad multiprocess file (or a bad part of one).",
@@ -22,6 +29,7 @@ impl Scraper {
         .ok();
         Scraper {
             inner: muster_collect::Collector::new(dir),
+            scoreboard,
             errors,
             errors_seen: 0,
         }
@@ -41,7 +49,15 @@ impl Scraper {
             }
             self.errors_seen = total;
         }
-        let set = set?;
+        let mut set = set?;
+        set.push_simple(
+            "muster_store_write_errors",
+            "Metric values workers could not write to the multiprocess directory (full or \
+             unwritable); they are kept in the worker's memory only.",
+            muster_collect::MetricKind::Counter,
+            "muster_store_write_errors_total",
+            self.scoreboard.write_errors() as f64,
+        );
         Ok((format.content_type(), muster_collect::encode(&set, format)))
     }
 }

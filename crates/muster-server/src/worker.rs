@@ -99,6 +99,8 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     };
     slot.set_pid(std::process::id() as i32);
     slot.beat();
+    // Earlier workers of this slot: their write errors stay counted.
+    let write_errors_base = slot.write_errors();
 
     let (mut term, mut int, mut quit) = match (
         signal(SignalKind::terminate()),
@@ -137,6 +139,7 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
                 }
                 if let Some(s) = sb.slot(index) {
                     s.beat();
+                    s.publish_write_errors(write_errors_base);
                 }
                 if let Some(m) = &process_metrics {
                     m.update();
@@ -192,7 +195,10 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     };
     let shared = Arc::new(Shared {
         dir: p.dir.clone(),
-        collector: Arc::new(Mutex::new(crate::scrape::Scraper::new(p.dir.clone()))),
+        collector: Arc::new(Mutex::new(crate::scrape::Scraper::new(
+            p.dir.clone(),
+            Arc::clone(&p.scoreboard),
+        ))),
         metrics,
         routes,
         scoreboard: Arc::clone(&p.scoreboard),
