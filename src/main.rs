@@ -1,5 +1,8 @@
 //! The `muster` command line.
 
+mod exporter;
+mod push;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,6 +34,12 @@ enum Command {
         /// A *.db file or a multiprocess directory.
         path: PathBuf,
     },
+    /// Serve the merged metrics of a multiprocess directory (Python gunicorn's
+    /// included) over HTTP, as a long-lived process: /metrics, /-/healthy, /-/ready.
+    Exporter(exporter::ExporterArgs),
+    /// Push the merged metrics of a multiprocess directory to a Prometheus
+    /// Pushgateway (for batch jobs).
+    Push(push::PushArgs),
     /// Run the demo dog-walking service under the pre-fork server
     /// (gunicorn's flags: -w, -b, --timeout, --max-requests, ...).
     Demo {
@@ -65,6 +74,24 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("muster: {e}");
                     ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        Command::Exporter(args) => {
+            return match exporter::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("muster exporter: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        Command::Push(args) => {
+            return match push::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => {
+                    eprintln!("muster push: {message}");
+                    ExitCode::from(code)
                 }
             };
         }

@@ -360,3 +360,319 @@ pub fn assert_matches_python(dir: &Path, formats: &[&str], context: &str) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Long-running processes (exporter, demo, Pushgateway, Prometheus) and HTTP.
+// ---------------------------------------------------------------------------
+
+/// A process started in its own process group; the whole group is SIGKILLed and
+/// the leader reaped on drop (also when a test panics). Its stderr goes to `log`.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` in a new process group with stdout and stderr appended to `log`.
+    pub fn start(name: &str, cmd: &mut Command, log: &Path) -> Proc {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let file2 = file.try_clone().expect("clone log file");
+        std::os::unix::process::CommandExt::process_group(cmd, 0);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            child,
+            log: log.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited early with {status}:\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+
+    /// Waits for the address logged after `marker` (e.g. `listening addr=`).
+    pub fn wait_addr(&mut self, marker: &str, limit: Duration) -> std::net::SocketAddr {
+        let what = format!("{} to log {marker:?}", self.name);
+        wait_until(&what, limit, || {
+            self.assert_running();
+            find_addr(&self.log_text(), marker)
+        })
+    }
+
+    /// Sends `signal` to the process (not its group).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we started.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the exit status, killing the group after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_deadline(&mut self.child, limit)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: killpg(2) on the group this guard's process leads.
+        unsafe {
+            libc::killpg(self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// The first `host:port` after `marker` in `log`.
+pub fn find_addr(log: &str, marker: &str) -> Option<std::net::SocketAddr> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find(marker)? + marker.len()..];
+        let word = rest.split(|c: char| c.is_whitespace() || c == '"').next()?;
+        word.parse().ok()
+    })
+}
+
+/// Polls `f` every 50 ms until it returns `Some`; panics after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port that was free a moment ago (for tools that need a fixed port).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// An HTTP/1.1 answer: status, headers (names lowercased) and body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close` (bounded by a 30 s timeout).
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpAnswer> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers in the answer"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| std::io::Error::other("bad chunk"))?;
+        let size_text = String::from_utf8_lossy(&data[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| std::io::Error::other(format!("bad chunk size: {e}")))?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err(std::io::Error::other("short chunk"));
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// `GET path`, which must answer; panics with the error otherwise.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpAnswer {
+    http(addr, "GET", path, &[], b"").unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// A Debian tool that scripts/test installs (`prometheus`, `prometheus-pushgateway`):
+/// its path, from `env_var` or `PATH`; panics saying how to get it.
+pub fn debian_tool(name: &str, env_var: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(env_var)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found ({env_var} unset and not on PATH); \
+                 `apt-get install {package}`, or run scripts/test which installs it"
+            )
+        });
+    assert!(path.is_file(), "{name} {} does not exist", path.display());
+    path
+}
+
+/// Starts a real Pushgateway on a free loopback port and waits until it answers.
+pub fn start_pushgateway(tmp: &Path) -> (Proc, std::net::SocketAddr) {
+    let bin = debian_tool(
+        "prometheus-pushgateway",
+        "MUSTER_PUSHGATEWAY",
+        "prometheus-pushgateway",
+    );
+    // A port picked by us can be taken in between: try a few.
+    for attempt in 0..5 {
+        let port = free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut proc = Proc::start(
+            "pushgateway",
+            Command::new(&bin)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                // Memory only: Debian's default persists to /var/lib/prometheus.
+                .arg("--persistence.file="),
+            &tmp.join(format!("pushgateway-{attempt}.log")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = proc.child.try_wait() {
+                break;
+            }
+            if let Ok(a) = http(addr, "GET", "/-/ready", &[], b"") {
+                if a.status == 200 {
+                    return (proc, addr);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("pushgateway attempt {attempt} failed:\n{}", proc.log_text());
+    }
+    panic!("could not start prometheus-pushgateway on a free port");
+}
+
+/// Starts Debian's `prometheus` with `config` on a free loopback port, its TSDB in
+/// `tmp`, and waits until it is ready (a few ports are tried).
+pub fn start_prometheus(tmp: &Path, config: &Path) -> (Proc, std::net::SocketAddr) {
+    let bin = debian_tool("prometheus", "MUSTER_PROMETHEUS", "prometheus");
+    for attempt in 0..5 {
+        let port = free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.join(format!("tsdb-{attempt}")).display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=1h")
+            .arg("--log.level=warn");
+        let mut p = Proc::start(
+            "prometheus",
+            &mut cmd,
+            &tmp.join(format!("prometheus-{attempt}.log")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = p.child.try_wait() {
+                break;
+            }
+            if let Ok(a) = http(addr, "GET", "/-/ready", &[], b"") {
+                if a.status == 200 {
+                    return (p, addr);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("prometheus attempt {attempt} failed:\n{}", p.log_text());
+    }
+    panic!("could not start prometheus on a free port");
+}

@@ -15,6 +15,7 @@
 mod encode;
 mod merge;
 mod model;
+pub mod push;
 mod registry;
 
 pub use encode::{encode, Format};

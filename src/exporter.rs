@@ -1,0 +1,562 @@
+//! `muster exporter`: a long-lived process that serves the merged metrics of a
+//! multiprocess directory — written by muster workers, Python gunicorn workers, or
+//! both — over HTTP.
+//!
+//! One [`muster_collect::Collector`] lives as long as the process, so a scrape only
+//! parses entries appended since the previous one; files that appear, grow, are
+//! replaced or disappear between scrapes are picked up by its directory listing.
+//!
+//! Endpoints: `GET /metrics` (OpenMetrics 1.0 or text 0.0.4 by `Accept`, gzip by
+//! `Accept-Encoding`), `GET /-/healthy` (200 while the process runs), `GET /-/ready`
+//! (200 while the directory can be read, else 503). Besides the directory's metrics
+//! it exports its own: `muster_exporter_scrape_duration_seconds` (histogram),
+//! `muster_scrape_errors_total` (bad files skipped), `muster_exporter_files` (metric
+//! files in the directory at the last scrape) and
+//! `muster_exporter_scrape_failures_total` (scrapes that could not read the directory).
+//!
+//! `--web-config-file` takes the exporter-toolkit file that muster-server reads
+//! ([`muster_server::WebConfig`]): TLS for the listener, basic auth for `/metrics`
+//! (and for the health endpoints with `muster.protect_health`).
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use muster_collect::{encode, Collector, Format, Labels, MetricFamily, MetricKind, Sample};
+use muster_store::GaugeMode;
+
+/// Upper bounds of the scrape duration histogram, in seconds.
+const DURATION_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// How long in-flight requests get after SIGTERM/SIGINT before the process exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a client gets to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `muster exporter` is asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExporterArgs {
+    /// The multiprocess directory to serve (as PROMETHEUS_MULTIPROC_DIR). It is only
+    /// read: the exporter never creates, clears or writes files in it.
+    #[arg(long, env = "PROMETHEUS_MULTIPROC_DIR")]
+    pub dir: PathBuf,
+    /// Address to listen on (`host:port`; port 0 picks a free port, logged at start).
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9464")]
+    pub bind: String,
+    /// Prometheus exporter-toolkit web configuration file: TLS and basic auth for
+    /// /metrics (see docs/security.md).
+    #[arg(long)]
+    pub web_config_file: Option<PathBuf>,
+    /// Accept known-weak credentials in the web configuration file.
+    #[arg(long)]
+    pub allow_weak_credentials: bool,
+}
+
+/// Why the exporter could not start or stopped; [`ExporterError::exit_code`] maps
+/// each to the process exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    /// A flag, the directory or the web configuration is unusable (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// The listen address cannot be resolved or bound (exit 2).
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Anything else (exit 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl ExporterError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExporterError::Config(_) | ExporterError::Bind { .. } => 2,
+            ExporterError::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Checks that `dir` is a directory this process can list, with an error that says
+/// what is wrong.
+pub fn check_dir(dir: &Path) -> Result<(), ExporterError> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        ExporterError::Config(format!(
+            "multiprocess directory {}: {e} (set --dir or PROMETHEUS_MULTIPROC_DIR to the directory your workers write)",
+            dir.display()
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(ExporterError::Config(format!(
+            "multiprocess directory {} is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::read_dir(dir).map_err(|e| {
+        ExporterError::Config(format!(
+            "multiprocess directory {} cannot be read: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// The scrape duration histogram, kept in this process's memory.
+#[derive(Debug, Default)]
+struct DurationHistogram {
+    /// Non-cumulative counts per bound of [`DURATION_BOUNDS`], then `+Inf`.
+    buckets: [u64; DURATION_BOUNDS.len() + 1],
+    sum: f64,
+}
+
+impl DurationHistogram {
+    fn observe(&mut self, seconds: f64) {
+        let i = DURATION_BOUNDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[i] += 1;
+        self.sum += seconds;
+    }
+
+    fn family(&self) -> MetricFamily {
+        let name = "muster_exporter_scrape_duration_seconds";
+        let bucket: Arc<str> = Arc::from(format!("{name}_bucket"));
+        let mut samples = Vec::with_capacity(DURATION_BOUNDS.len() + 3);
+        let mut cumulative = 0u64;
+        let les = DURATION_BOUNDS
+            .iter()
+            .map(|b| muster_store::float_to_go_string(*b))
+            .chain(std::iter::once("+Inf".to_owned()));
+        for (le, n) in les.zip(self.buckets.iter()) {
+            cumulative += n;
+            samples.push(Sample {
+                name: Arc::clone(&bucket),
+                labels: Arc::new(Labels::new(vec![("le".into(), le)])),
+                value: cumulative as f64,
+            });
+        }
+        let none = Arc::new(Labels::new(Vec::new()));
+        samples.push(Sample {
+            name: Arc::from(format!("{name}_count")),
+            labels: Arc::clone(&none),
+            value: cumulative as f64,
+        });
+        samples.push(Sample {
+            name: Arc::from(format!("{name}_sum")),
+            labels: none,
+            value: self.sum,
+        });
+        MetricFamily {
+            name: name.into(),
+            help: "Time the exporter took to merge the multiprocess directory.".into(),
+            kind: MetricKind::Histogram,
+            samples,
+        }
+    }
+}
+
+/// The scraping side of the exporter: the long-lived collector and the exporter's
+/// own metrics.
+struct Scraper {
+    collector: Collector,
+    durations: DurationHistogram,
+    failures: u64,
+}
+
+impl Scraper {
+    /// Merges the directory and encodes it, with the exporter's own metrics, in
+    /// `format`.
+    fn scrape(&mut self, format: Format) -> Result<String, String> {
+        let start = Instant::now();
+        let result = self.collector.collect();
+        let files = count_files(self.collector.dir());
+        self.durations.observe(start.elapsed().as_secs_f64());
+        let mut set = match result {
+            Ok(set) => set,
+            Err(e) => {
+                self.failures += 1;
+                return Err(e.to_string());
+            }
+        };
+        self.collector.append_own_metrics(&mut set);
+        set.families.push(self.durations.family());
+        set.push_simple(
+            "muster_exporter_files",
+            "Metric files (*.db) in the multiprocess directory at the last scrape.",
+            MetricKind::Gauge(GaugeMode::LiveSum),
+            "muster_exporter_files",
+            files as f64,
+        );
+        set.push_simple(
+            "muster_exporter_scrape_failures",
+            "Scrapes that could not read the multiprocess directory at all.",
+            MetricKind::Counter,
+            "muster_exporter_scrape_failures_total",
+            self.failures as f64,
+        );
+        Ok(encode(&set, format))
+    }
+}
+
+/// The number of `*.db` files in `dir` (0 when it cannot be listed).
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|listing| {
+            listing
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name();
+                    let b = name.as_encoded_bytes();
+                    b.ends_with(b".db") && !b.starts_with(b".")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// State shared by every connection.
+struct Shared {
+    dir: PathBuf,
+    scraper: Mutex<Scraper>,
+    /// The web configuration (basic auth for `/metrics`), when given.
+    web: Option<muster_server::WebConfig>,
+}
+
+type Body = Full<Bytes>;
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    if let Some(web) = &shared.web {
+        let protected = match req.uri().path() {
+            "/metrics" => true,
+            "/-/healthy" | "/-/ready" => web.protect_health,
+            _ => false,
+        };
+        if protected && !web.authorize(req.headers().get(AUTHORIZATION)).await {
+            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(muster_server::auth::CHALLENGE),
+            );
+            return Ok(r);
+        }
+    }
+    let resp = match req.uri().path() {
+        "/metrics" if get => metrics(&shared, &req).await,
+        "/-/healthy" if get => plain(StatusCode::OK, "OK\n"),
+        "/-/ready" if get => {
+            let dir = shared.dir.clone();
+            let ok = tokio::task::spawn_blocking(move || std::fs::read_dir(dir).is_ok())
+                .await
+                .unwrap_or(false);
+            if ok {
+                plain(StatusCode::OK, "ready\n")
+            } else {
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the multiprocess directory cannot be read\n",
+                )
+            }
+        }
+        "/" if get => plain(
+            StatusCode::OK,
+            "muster exporter: metrics at /metrics, health at /-/healthy and /-/ready\n",
+        ),
+        "/metrics" | "/-/healthy" | "/-/ready" | "/" => {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(resp)
+}
+
+async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body> {
+    let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let gzip = muster_server::http::accepts_gzip(req.headers().get(ACCEPT_ENCODING));
+    let shared = Arc::clone(shared);
+    let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bool), String> {
+        let text = {
+            let mut s = shared.scraper.lock().unwrap_or_else(|p| p.into_inner());
+            s.scrape(format)?
+        };
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            if enc.write_all(text.as_bytes()).is_ok() {
+                if let Ok(bytes) = enc.finish() {
+                    return Ok((bytes, true));
+                }
+            }
+        }
+        Ok((text.into_bytes(), false))
+    });
+    match job.await {
+        Ok(Ok((body, gz))) => {
+            let mut r = respond(StatusCode::OK, format.content_type(), body);
+            r.headers_mut()
+                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gz {
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            r
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "scrape failed");
+            respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                format!("scrape failed: {e}\n"),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "scrape task failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n")
+        }
+    }
+}
+
+/// Resolves and binds `addr`, so that a bad address is an error before anything runs.
+fn bind(addr: &str) -> Result<std::net::TcpListener, ExporterError> {
+    let bind_err = |reason: String| ExporterError::Bind {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| bind_err(e.to_string()))?
+        .collect();
+    let mut last = String::from("the address resolves to nothing");
+    for a in addrs {
+        match std::net::TcpListener::bind(a) {
+            Ok(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| bind_err(e.to_string()))?;
+                return Ok(l);
+            }
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(bind_err(last))
+}
+
+/// Loads and checks the web configuration file (muster-server's: TLS, basic auth,
+/// weak-credential refusal), before anything is served.
+fn load_web_config(args: &ExporterArgs) -> Result<Option<muster_server::WebConfig>, ExporterError> {
+    let Some(path) = &args.web_config_file else {
+        return Ok(None);
+    };
+    muster_server::WebConfig::load(path, args.allow_weak_credentials)
+        .map(Some)
+        .map_err(|e| ExporterError::Config(e.to_string()))
+}
+
+/// Runs the exporter until SIGTERM or SIGINT. Errors before serving (directory,
+/// address, web configuration) come back at once.
+pub fn run(args: &ExporterArgs) -> Result<(), ExporterError> {
+    check_dir(&args.dir)?;
+    let web = load_web_config(args)?;
+    let tls = web
+        .as_ref()
+        .and_then(|w| w.tls.clone())
+        .map(tokio_rustls::TlsAcceptor::from);
+    let listener = bind(&args.bind)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ExporterError::Runtime(format!("cannot read the bound address: {e}")))?;
+    let shared = Arc::new(Shared {
+        dir: args.dir.clone(),
+        scraper: Mutex::new(Scraper {
+            collector: Collector::new(&args.dir),
+            durations: DurationHistogram::default(),
+            failures: 0,
+        }),
+        web,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(serve(listener, local, tls, shared))
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) -> Result<(), ExporterError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| ExporterError::Runtime(format!("cannot use the listener: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| ExporterError::Runtime(format!("cannot handle SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| ExporterError::Runtime(format!("cannot handle SIGINT: {e}")))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "exporter: listening addr={local} scheme={scheme} dir={}",
+        shared.dir.display()
+    );
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = {
+            let shared = Arc::clone(&shared);
+            hyper::service::service_fn(move |req| handle(Arc::clone(&shared), req))
+        };
+        let builder = Arc::clone(&builder);
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("exporter: stopping");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("exporter: connections still open after {DRAIN_TIMEOUT:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_with_count_and_sum() {
+        let mut h = DurationHistogram::default();
+        h.observe(0.0001);
+        h.observe(0.003);
+        h.observe(100.0);
+        let f = h.family();
+        let set = muster_collect::MetricSet { families: vec![f] };
+        let n = "muster_exporter_scrape_duration_seconds";
+        assert_eq!(
+            set.value(&format!("{n}_bucket"), &[("le", "0.0005")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            set.value(&format!("{n}_bucket"), &[("le", "0.005")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            set.value(&format!("{n}_bucket"), &[("le", "2.5")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            set.value(&format!("{n}_bucket"), &[("le", "+Inf")]),
+            Some(3.0)
+        );
+        assert_eq!(set.value(&format!("{n}_count"), &[]), Some(3.0));
+        assert!((set.value(&format!("{n}_sum"), &[]).unwrap_or(0.0) - 100.0031).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_config_error() {
+        let e = check_dir(Path::new("/nonexistent/muster/dir")).expect_err("missing dir");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("/nonexistent/muster/dir"), "{e}");
+    }
+}

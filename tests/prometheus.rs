@@ -1,0 +1,348 @@
+//! A real Prometheus (Debian's `prometheus`, on loopback, with a temporary TSDB and
+//! the shipped `deploy/prometheus/local.yml` pointed at the test's processes)
+//! scrapes `muster demo` (static target), a `muster exporter` discovered through
+//! `file_sd_configs` written while Prometheus runs, and a real Pushgateway. Through
+//! its HTTP API: every target is `up`, the demo's request counter equals the
+//! requests the test sent, `resets()` stays 0 while demo workers are SIGKILLed, and
+//! a pushed batch job's metrics arrive with their own `job` label (`honor_labels`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    http, http_get, muster, python_collect, python_write, run_with_input, start_pushgateway,
+    wait_until, Proc,
+};
+use serde_json::Value;
+
+const SCRAPE: &str = "1s";
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs an instant query; the result vector as (labels, value).
+fn query(prom: SocketAddr, q: &str) -> Vec<(serde_json::Map<String, Value>, f64)> {
+    let a = http_get(prom, &format!("/api/v1/query?query={}", percent_encode(q)));
+    assert_eq!(a.status, 200, "query {q}: {}", a.text());
+    let v: Value = serde_json::from_slice(&a.body).expect("query JSON");
+    assert_eq!(v["status"], "success", "query {q}: {v}");
+    v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| {
+            let labels = r["metric"].as_object().cloned().unwrap_or_default();
+            let value = r["value"][1]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect()
+}
+
+/// The single value of `q`, if it has exactly one.
+fn scalar(prom: SocketAddr, q: &str) -> Option<f64> {
+    let r = query(prom, q);
+    (r.len() == 1).then(|| r[0].1)
+}
+
+/// Waits until `q` has the single value `want`; panics with the last seen value.
+fn wait_value(prom: SocketAddr, q: &str, want: f64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = scalar(prom, q);
+        if last == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{q}: wanted {want} within {limit:?}, last value {last:?}");
+}
+
+/// Live (non-zombie) children of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        let state = it.next().unwrap_or("");
+        let ppid: i32 = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid && state != "Z" && state != "X" {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Sends `n` GET / requests to the demo; all must succeed.
+fn send(demo: SocketAddr, n: u32) {
+    for i in 0..n {
+        let a = http(demo, "GET", "/", &[], b"")
+            .unwrap_or_else(|e| panic!("request {i} to the demo: {e}"));
+        assert_eq!(a.status, 200, "GET /: {}", a.text());
+    }
+}
+
+fn start_prometheus(tmp: &Path, config: &str) -> (Proc, SocketAddr) {
+    let config_path = tmp.join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("write config");
+    // promtool agrees with the generated config first.
+    let check = run_with_input(
+        std::process::Command::new(common::promtool())
+            .args(["check", "config"])
+            .arg(&config_path),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert!(
+        check.status.success(),
+        "promtool check config: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    common::start_prometheus(tmp, &config_path)
+}
+
+/// Writes a file_sd target file atomically (Prometheus watches the directory).
+fn write_targets(dir: &Path, name: &str, target: SocketAddr) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let json = serde_json::json!([{ "targets": [target.to_string()], "labels": { "service": "python-app" } }]);
+    std::fs::write(&tmp, json.to_string()).expect("write targets");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename targets");
+}
+
+#[test]
+fn prometheus_scrapes_demo_exporter_and_pushgateway() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+
+    // The demo: 2 workers.
+    let mut demo_cmd = muster();
+    demo_cmd
+        .env("MUSTER_LOG", "info")
+        .env("MUSTER_DEMO_DB", t.join("walks.sqlite3"))
+        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
+        .arg(t.join("demo-mp"));
+    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &t.join("demo.log"));
+    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    wait_until("2 demo workers", Duration::from_secs(30), || {
+        (children_of(demo_proc.pid()).len() == 2).then_some(())
+    });
+
+    // The exporter over a directory written by Python processes.
+    let py_dir = t.join("python-mp");
+    python_write(&py_dir, &["realistic"]);
+    let mut exp_cmd = muster();
+    exp_cmd
+        .env("MUSTER_LOG", "info")
+        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(&py_dir);
+    let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &t.join("exporter.log"));
+    let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+
+    // The Pushgateway, and a batch job's push.
+    let (_gw, gateway) = start_pushgateway(t);
+    let batch_dir = t.join("batch-mp");
+    python_write(&batch_dir, &["types"]);
+    let pushed = run_with_input(
+        muster().args(["push", "--dir"]).arg(&batch_dir).args([
+            "--gateway",
+            &format!("http://{gateway}"),
+            "--job",
+            "batch_nightly",
+            "--label",
+            "instance=b1",
+        ]),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert!(
+        pushed.status.success(),
+        "muster push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    // Prometheus with the shipped single-host config, pointed at these processes.
+    let targets = t.join("targets");
+    std::fs::create_dir(&targets).expect("mkdir targets");
+    let shipped = std::fs::read_to_string(common::root().join("deploy/prometheus/local.yml"))
+        .expect("deploy/prometheus/local.yml");
+    let config = shipped
+        .replace(
+            "scrape_interval: 15s",
+            &format!("scrape_interval: {SCRAPE}"),
+        )
+        .replace("scrape_timeout: 10s", "scrape_timeout: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+        .replace("refresh_interval: 30s", "refresh_interval: 1s")
+        .replace("127.0.0.1:8000", &demo.to_string())
+        .replace("127.0.0.1:9091", &gateway.to_string())
+        .replace(
+            "/etc/prometheus/muster-targets/",
+            &format!("{}/", targets.display()),
+        );
+    assert!(config.contains(&demo.to_string()) && config.contains(&gateway.to_string()));
+    let (mut prom_proc, prom) = start_prometheus(t, &config);
+
+    // The static targets come up; the exporter is not known yet.
+    let limit = Duration::from_secs(60);
+    wait_value(prom, r#"up{job="muster"}"#, 1.0, limit);
+    wait_value(prom, r#"up{job="pushgateway"}"#, 1.0, limit);
+    assert!(query(prom, r#"up{job="muster-exporter"}"#).is_empty());
+    // Discovered while Prometheus runs.
+    write_targets(&targets, "python-app.json", exporter);
+    wait_value(
+        prom,
+        r#"up{job="muster-exporter",service="python-app"}"#,
+        1.0,
+        limit,
+    );
+
+    // The exporter's series are Python's merged values.
+    let expected = python_collect(&py_dir);
+    let sample = expected
+        .iter()
+        .find(|s| s.starts_with("[\"http_requests_total\""))
+        .expect("a python http_requests_total sample");
+    let v: Value = serde_json::from_str(sample).expect("sample");
+    let labels = v[1].as_object().expect("labels");
+    let selector: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("label")))
+        .collect();
+    let want: f64 = v[2].as_str().expect("value").parse().expect("number");
+    wait_value(
+        prom,
+        &format!(
+            "http_requests_total{{job=\"muster-exporter\",{}}}",
+            selector.join(",")
+        ),
+        want,
+        limit,
+    );
+
+    // The pushed batch job keeps its own job and instance labels.
+    let pushed_expected = python_collect(&batch_dir);
+    let sample = pushed_expected
+        .iter()
+        .find(|s| s.starts_with("[\"py_requests_total\""))
+        .expect("a pushed py_requests_total sample");
+    let v: Value = serde_json::from_str(sample).expect("sample");
+    let selector: Vec<String> = v[1]
+        .as_object()
+        .expect("labels")
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("label")))
+        .collect();
+    let want: f64 = v[2].as_str().expect("value").parse().expect("number");
+    wait_value(
+        prom,
+        &format!(
+            "py_requests_total{{job=\"batch_nightly\",instance=\"b1\",{}}}",
+            selector.join(",")
+        ),
+        want,
+        limit,
+    );
+    assert!(
+        scalar(
+            prom,
+            r#"push_time_seconds{job="batch_nightly",instance="b1"}"#
+        )
+        .is_some_and(|t| t > 1e9),
+        "push_time_seconds of the batch job"
+    );
+
+    // Requests to the demo, with workers SIGKILLed between batches: the counter
+    // equals what was sent and never resets.
+    let counter = r#"sum(http_requests_total{job="muster",route="/",method="GET"})"#;
+    let mut sent = 0;
+    send(demo, 40);
+    sent += 40;
+    wait_value(prom, counter, f64::from(sent), limit);
+    for round in 0..3 {
+        let workers = children_of(demo_proc.pid());
+        assert_eq!(workers.len(), 2, "round {round}: workers {workers:?}");
+        let victim = workers[round % workers.len()];
+        // SAFETY: kill(2) on a worker of the demo this test started.
+        unsafe {
+            libc::kill(victim, libc::SIGKILL);
+        }
+        wait_until(
+            "the killed worker's replacement",
+            Duration::from_secs(30),
+            || {
+                let now = children_of(demo_proc.pid());
+                (now.len() == 2 && !now.contains(&victim)).then_some(())
+            },
+        );
+        // Ready again: the replacement answers.
+        wait_until("the demo to answer", Duration::from_secs(30), || {
+            demo_proc.assert_running();
+            http(demo, "GET", "/-/ready", &[], b"")
+                .ok()
+                .filter(|a| a.status == 200)
+        });
+        send(demo, 25);
+        sent += 25;
+        // Let Prometheus scrape between kills.
+        wait_value(prom, counter, f64::from(sent), limit);
+    }
+    let resets = query(prom, r#"resets(http_requests_total{job="muster"}[5m])"#);
+    assert!(!resets.is_empty(), "no demo series to check resets on");
+    for (labels, n) in &resets {
+        assert_eq!(*n, 0.0, "resets() of {labels:?}");
+    }
+    let bucket_resets = query(
+        prom,
+        r#"max(resets(http_request_duration_seconds_bucket{job="muster"}[5m]))"#,
+    );
+    assert_eq!(bucket_resets.len(), 1);
+    assert_eq!(bucket_resets[0].1, 0.0, "a histogram bucket reset");
+
+    // Every target is still up, and none of the processes died.
+    for job in ["muster", "muster-exporter", "pushgateway"] {
+        wait_value(prom, &format!("min(up{{job=\"{job}\"}})"), 1.0, limit);
+    }
+    demo_proc.assert_running();
+    exp_proc.assert_running();
+    prom_proc.assert_running();
+
+    // A target whose file goes away is dropped.
+    std::fs::remove_file(targets.join("python-app.json")).expect("rm targets");
+    wait_until(
+        "the exporter target to be dropped",
+        Duration::from_secs(60),
+        || {
+            let a = http_get(prom, "/api/v1/targets?state=active");
+            let v: Value = serde_json::from_slice(&a.body).ok()?;
+            let active = v["data"]["activeTargets"].as_array()?;
+            (!active
+                .iter()
+                .any(|t| t["labels"]["job"] == "muster-exporter"))
+            .then_some(())
+        },
+    );
+}
