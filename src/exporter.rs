@@ -19,7 +19,6 @@
 //! (and for the health endpoints with `muster.protect_health`).
 
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,8 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
-    WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -320,25 +318,12 @@ async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body
             let mut s = shared.scraper.lock().unwrap_or_else(|p| p.into_inner());
             s.scrape(format)?
         };
-        if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            if enc.write_all(text.as_bytes()).is_ok() {
-                if let Ok(bytes) = enc.finish() {
-                    return Ok((bytes, true));
-                }
-            }
-        }
-        Ok((text.into_bytes(), false))
+        Ok(muster_server::http::metrics_body(text, gzip))
     });
     match job.await {
         Ok(Ok((body, gz))) => {
             let mut r = respond(StatusCode::OK, format.content_type(), body);
-            r.headers_mut()
-                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-            if gz {
-                r.headers_mut()
-                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
+            muster_server::http::set_metrics_headers(r.headers_mut(), gz);
             r
         }
         Ok(Err(e)) => {

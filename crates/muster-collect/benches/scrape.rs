@@ -19,12 +19,16 @@
 //! Without the variable, a small directory is generated with muster's own
 //! writer so the bench still runs.
 
-use std::hint::black_box;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[path = "../../muster-metrics/benches/support/clock.rs"]
+mod clock;
 
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+
+use clock::Clock;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use muster_collect::{encode, Collector, Format};
 
 fn dirs() -> (Vec<(String, PathBuf)>, Option<tempfile::TempDir>) {
@@ -76,87 +80,6 @@ fn write_own_dir(dir: &std::path::Path) {
             durations.with_label_values(&[m, &route]).observe(0.1);
         }
         inflight.with_label_values(&[&route]).set(1.0);
-    }
-}
-
-/// CPU time of the calling thread, or wall time (`MUSTER_BENCH_CLOCK=wall`).
-struct Clock {
-    wall: bool,
-}
-
-impl Clock {
-    fn from_env() -> Clock {
-        Clock {
-            wall: std::env::var("MUSTER_BENCH_CLOCK").as_deref() == Ok("wall"),
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        if self.wall {
-            static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-            return ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64;
-        }
-        let mut ts = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid clock id and a valid out pointer.
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-}
-
-#[repr(C)]
-struct Timespec {
-    tv_sec: i64,
-    tv_nsec: i64,
-}
-const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-impl Measurement for Clock {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        self.now_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        self.now_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &Nanos
-    }
-}
-
-/// Shows values in ms (criterion's estimates files stay in ns).
-struct Nanos;
-
-impl ValueFormatter for Nanos {
-    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
-        values.iter_mut().for_each(|v| *v /= 1e6);
-        "ms"
-    }
-    fn scale_throughputs(
-        &self,
-        _typical: f64,
-        _t: &Throughput,
-        _values: &mut [f64],
-    ) -> &'static str {
-        "ns"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
     }
 }
 
@@ -236,7 +159,7 @@ fn scrape(c: &mut Criterion<Clock>) {
 criterion_group! {
     name = benches;
     config = Criterion::default()
-        .with_measurement(Clock::from_env())
+        .with_measurement(Clock::from_env(1e6, "ms"))
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = scrape

@@ -24,13 +24,18 @@
 //! `MUSTER_BENCH_CLOCK=wall` for wall-clock time. The contended groups are
 //! always wall-clock time.
 
+#[path = "support/clock.rs"]
+mod clock;
+
 use std::hint::black_box;
+
+use clock::Clock;
 use std::sync::atomic::AtomicU64;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, Criterion};
 use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, DEFAULT_BUCKETS};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter as PcCounter;
@@ -86,86 +91,6 @@ fn setup_dir() -> tempfile::TempDir {
         .expect("a temporary directory");
     muster_store::configure(dir.path());
     dir
-}
-
-/// CPU time of the calling thread, or wall time (`MUSTER_BENCH_CLOCK=wall`).
-struct Clock {
-    wall: bool,
-}
-
-impl Clock {
-    fn from_env() -> Clock {
-        Clock {
-            wall: std::env::var("MUSTER_BENCH_CLOCK").as_deref() == Ok("wall"),
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        if self.wall {
-            static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-            return ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64;
-        }
-        let mut ts = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid clock id and a valid out pointer.
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-}
-
-#[repr(C)]
-struct Timespec {
-    tv_sec: i64,
-    tv_nsec: i64,
-}
-const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-impl Measurement for Clock {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        self.now_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        self.now_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &Nanos
-    }
-}
-
-/// Shows values in ns (the hot path never needs another unit).
-struct Nanos;
-
-impl ValueFormatter for Nanos {
-    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
-    fn scale_throughputs(
-        &self,
-        _typical: f64,
-        _t: &Throughput,
-        _values: &mut [f64],
-    ) -> &'static str {
-        "ns"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
 }
 
 type C = Criterion<Clock>;
@@ -429,7 +354,7 @@ fn two_threads(c: &mut Criterion<WallTime>) {
 criterion_group! {
     name = hot_path;
     config = Criterion::default()
-        .with_measurement(Clock::from_env())
+        .with_measurement(Clock::from_env(1.0, "ns"))
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = single_thread

@@ -385,6 +385,30 @@ pub fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
     })
 }
 
+/// The body of a `/metrics` answer: gzipped when `gzip` allows it (and
+/// compression works), with whether it is. CPU work: run it off the
+/// request executor (`spawn_blocking`).
+pub fn metrics_body(text: String, gzip: bool) -> (Vec<u8>, bool) {
+    if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if enc.write_all(text.as_bytes()).is_ok() {
+            if let Ok(bytes) = enc.finish() {
+                return (bytes, true);
+            }
+        }
+    }
+    (text.into_bytes(), false)
+}
+
+/// Sets the headers of a `/metrics` answer: `Vary: Accept-Encoding`, and
+/// `Content-Encoding: gzip` when the body from [`metrics_body`] is gzipped.
+pub fn set_metrics_headers(headers: &mut http::HeaderMap, gzipped: bool) {
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzipped {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+}
+
 type Scrape = Result<(&'static str, Vec<u8>, bool), String>;
 
 async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseBody> {
@@ -402,25 +426,13 @@ async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseB
             c.scrape(accept.as_deref())
                 .map_err(|e| format!("cannot read {dir}: {e}"))?
         };
-        if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            if enc.write_all(text.as_bytes()).is_ok() {
-                if let Ok(bytes) = enc.finish() {
-                    return Ok((content_type, bytes, true));
-                }
-            }
-        }
-        Ok((content_type, text.into_bytes(), false))
+        let (body, gzipped) = metrics_body(text, gzip);
+        Ok((content_type, body, gzipped))
     });
     match job.await {
         Ok(Ok((content_type, body, gz))) => {
             let mut r = full(StatusCode::OK, content_type, body);
-            r.headers_mut()
-                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-            if gz {
-                r.headers_mut()
-                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
+            set_metrics_headers(r.headers_mut(), gz);
             r
         }
         Ok(Err(e)) => {
