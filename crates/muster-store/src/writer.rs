@@ -45,6 +45,65 @@ struct WriterState {
 unsafe impl Sync for FileWriter {}
 unsafe impl Send for FileWriter {}
 
+/// Opens `path` for writing without following symlinks, creating it if
+/// missing. A new file is made aside under a dot-name (which scrapes ignore),
+/// given its initial space and header, and then linked into place, so no
+/// scrape ever sees it empty, and a full disk leaves no file behind.
+fn open_or_create(path: &Path) -> Result<File, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    for _ in 0..2 {
+        let existing = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path);
+        match existing {
+            Ok(file) => return Ok(file),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(StoreError::NotRegular(path.to_owned()))
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(open_err(e)),
+            Err(_) => {}
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fresh = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".new")
+            .tempfile_in(dir)
+            .map_err(open_err)?;
+        nix::fcntl::posix_fallocate(fresh.as_file(), 0, INITIAL_FILE_SIZE as libc::off_t).map_err(
+            |e| StoreError::Grow {
+                path: path.to_owned(),
+                size: INITIAL_FILE_SIZE,
+                source: std::io::Error::from(e),
+            },
+        )?;
+        std::os::unix::fs::FileExt::write_all_at(
+            fresh.as_file(),
+            &(HEADER_SIZE as i32).to_ne_bytes(),
+            0,
+        )
+        .map_err(open_err)?;
+        match std::fs::hard_link(fresh.path(), path) {
+            // The temporary name goes when `fresh` drops; the handle stays.
+            Ok(()) => return fresh.as_file().try_clone().map_err(open_err),
+            // Someone else created it meanwhile: open theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(open_err(e)),
+        }
+    }
+    Err(open_err(std::io::Error::other(
+        "the file kept appearing and vanishing",
+    )))
+}
+
 impl FileWriter {
     /// Opens or creates `path` for writing, adopting the entries already in
     /// it (a file left by an earlier process of the same id).
@@ -56,20 +115,7 @@ impl FileWriter {
             path: path.to_owned(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    StoreError::NotRegular(path.to_owned())
-                } else {
-                    open_err(e)
-                }
-            })?;
+        let file = open_or_create(path)?;
         let meta = file.metadata().map_err(open_err)?;
         if !meta.file_type().is_file() {
             return Err(StoreError::NotRegular(path.to_owned()));

@@ -53,6 +53,25 @@ fn fill_tmpfs(dir: &std::path::Path) -> i32 {
     if muster_store::write_errors() == 0 {
         return 11;
     }
+    // A new file that cannot get its space leaves nothing behind: no empty
+    // `*.db` for scrapes to trip on, no temporary file.
+    let before = muster_store::write_errors();
+    let summary = ValueCell::new(FileKind::Summary, encode_key("s", "s_count", &[], &help));
+    summary.add(1.0);
+    if muster_store::write_errors() != before + 1 || summary.get() != 1.0 {
+        return 16;
+    }
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names != [format!("counter_{}.db", std::process::id())] {
+        eprintln!("unexpected files: {names:?}");
+        return 17;
+    }
     // Updates keep working everywhere (the last cell lives in memory).
     for cell in &cells {
         cell.add(1.0);
@@ -94,7 +113,7 @@ fn a_full_tmpfs_is_an_error_not_a_crash() {
             assert_eq!(
                 status,
                 WaitStatus::Exited(child, 0),
-                "exit codes: 10 mount failed, 11 no write error, 12 update lost, 13-15 file damaged; a signal means a crash"
+                "exit codes: 10 mount failed, 11 no write error, 12 update lost, 13-15 file damaged, 16-17 a failed new file left something behind; a signal means a crash"
             );
         }
     }
