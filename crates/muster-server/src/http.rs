@@ -196,13 +196,17 @@ impl Shared {
             .is_none_or(|s| s.state() != SlotState::Ready)
     }
 
-    fn count_request(&self) {
-        if let Some(s) = self.scoreboard.slot(self.slot) {
-            let n = s.count_request();
-            if self.request_limit > 0 && n == self.request_limit {
-                self.drain.notify_one();
-            }
+    /// Counts an application request; true once the worker has reached its
+    /// `--max-requests` limit (it is about to recycle).
+    fn count_request(&self) -> bool {
+        let Some(s) = self.scoreboard.slot(self.slot) else {
+            return false;
+        };
+        let n = s.count_request();
+        if self.request_limit > 0 && n == self.request_limit {
+            self.drain.notify_one();
         }
+        self.request_limit > 0 && n >= self.request_limit
     }
 }
 
@@ -269,8 +273,14 @@ pub(crate) async fn dispatch<S: AppService>(
         }
         _ => match svc {
             Some(svc) => {
-                let r = instrumented(&shared, svc, req).await;
-                shared.count_request();
+                let http1 = req.version() <= http::Version::HTTP_11;
+                let mut r = instrumented(&shared, svc, req).await;
+                // A worker about to recycle or stop tells HTTP/1 clients not to
+                // send another request on this connection, which it would drop.
+                if (shared.count_request() || shared.draining()) && http1 {
+                    r.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 r
             }
             None => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -607,3 +607,62 @@ fn scrapes_never_decrease_while_workers_are_killed_under_load() {
         .collect();
     assert_eq!(ids.len(), 3, "files: {:?}", server.files());
 }
+
+/// One HTTP/1.1 keep-alive client: sends `GET /` on one connection until the
+/// server says `Connection: close`, then opens a new one. Returns (requests
+/// answered, connections the server closed without answering a request).
+fn keep_alive_requests(addr: std::net::SocketAddr, n: usize) -> (usize, usize) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (mut answered, mut dropped) = (0, 0);
+    let mut conn: Option<BufReader<std::net::TcpStream>> = None;
+    while answered + dropped < n {
+        let reader = conn.get_or_insert_with(|| {
+            let s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            BufReader::new(s)
+        });
+        let sent = reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .is_ok();
+        let mut status = String::new();
+        if !sent || reader.read_line(&mut status).unwrap_or(0) == 0 {
+            dropped += 1;
+            conn = None;
+            continue;
+        }
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header line");
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().expect("length");
+            }
+            close |= line == "connection: close";
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("body");
+        assert!(status.contains(" 200 "), "{status}");
+        answered += 1;
+        if close {
+            conn = None;
+        }
+    }
+    (answered, dropped)
+}
+
+#[test]
+fn recycling_never_drops_a_request_sent_on_a_kept_alive_connection() {
+    let _g = serial();
+    let server = Server::start(&["-w", "2", "--max-requests", "25"]);
+    server.wait_workers(2, BOOT);
+    let (answered, dropped) = keep_alive_requests(server.addr, 500);
+    assert_eq!(dropped, 0, "requests lost when a worker recycled");
+    assert_eq!(answered, 500);
+    let m = server.metrics();
+    assert!(sample(&m, "muster_worker_restarts_total", &[("reason", "recycle")]) >= 10.0, "{m}");
+}
