@@ -618,7 +618,8 @@ fn keep_alive_requests(addr: std::net::SocketAddr, n: usize) -> (usize, usize) {
     while answered + dropped < n {
         let reader = conn.get_or_insert_with(|| {
             let s = std::net::TcpStream::connect(addr).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
             BufReader::new(s)
         });
         let sent = reader
@@ -664,5 +665,8 @@ fn recycling_never_drops_a_request_sent_on_a_kept_alive_connection() {
     assert_eq!(dropped, 0, "requests lost when a worker recycled");
     assert_eq!(answered, 500);
     let m = server.metrics();
-    assert!(sample(&m, "muster_worker_restarts_total", &[("reason", "recycle")]) >= 10.0, "{m}");
+    assert!(
+        sample(&m, "muster_worker_restarts_total", &[("reason", "recycle")]) >= 10.0,
+        "{m}"
+    );
 }
