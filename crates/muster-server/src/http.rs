@@ -292,17 +292,13 @@ pub(crate) async fn dispatch<S: AppService>(
 /// Decrements `http_requests_in_progress` however the request ends (also when the
 /// client goes away and the future is dropped).
 struct InProgress<'a> {
-    metrics: &'a HttpMetrics,
-    method: &'static str,
+    gauge: &'a muster_metrics::Gauge,
     route: Arc<str>,
 }
 
 impl Drop for InProgress<'_> {
     fn drop(&mut self) {
-        self.metrics
-            .in_progress
-            .with_label_values(&[self.method, &self.route])
-            .dec();
+        self.gauge.dec();
     }
 }
 
@@ -320,15 +316,10 @@ async fn instrumented<S: AppService>(
         .find(req.uri().path())
         .cloned()
         .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
-    metrics
-        .in_progress
-        .with_label_values(&[method, &route])
-        .inc();
-    let guard = InProgress {
-        metrics,
-        method,
-        route,
-    };
+    // One lookup serves both the increment and the decrement.
+    let gauge = metrics.in_progress.with_label_values(&[method, &route]);
+    gauge.inc();
+    let guard = InProgress { gauge, route };
     let start = Instant::now();
     let (resp, template) = call(&mut svc, req).await;
     let elapsed = start.elapsed().as_secs_f64();
