@@ -232,11 +232,12 @@ impl ValueCell {
         unsafe { &*ptr }
     }
 
+    /// The timestamp that follows `value` in every entry (and in the
+    /// in-memory fallback pair).
     #[inline(always)]
-    fn timestamp_slot(&self) -> &AtomicU64 {
-        // SAFETY: the timestamp directly follows the value in every entry
-        // (and in the fallback pair).
-        unsafe { &*(self.slot() as *const AtomicU64).add(1) }
+    fn timestamp_of(value: &AtomicU64) -> &AtomicU64 {
+        // SAFETY: every value slot is followed by its 8-byte timestamp.
+        unsafe { &*(value as *const AtomicU64).add(1) }
     }
 
     /// Makes sure the entry exists, so the series shows 0 before any update.
@@ -266,9 +267,10 @@ impl ValueCell {
 
     /// Sets the value and its timestamp (seconds since the epoch).
     pub fn set_with_timestamp(&self, value: f64, timestamp: f64) {
-        self.timestamp_slot()
-            .store(timestamp.to_bits(), Ordering::Relaxed);
-        self.slot().store(value.to_bits(), Ordering::Relaxed);
+        // One resolution for both halves of the entry.
+        let slot = self.slot();
+        Self::timestamp_of(slot).store(timestamp.to_bits(), Ordering::Relaxed);
+        slot.store(value.to_bits(), Ordering::Relaxed);
     }
 
     /// The value as this process last wrote it.
@@ -278,7 +280,7 @@ impl ValueCell {
 
     /// The timestamp as this process last wrote it.
     pub fn timestamp(&self) -> f64 {
-        f64::from_bits(self.timestamp_slot().load(Ordering::Relaxed))
+        f64::from_bits(Self::timestamp_of(self.slot()).load(Ordering::Relaxed))
     }
 }
 
