@@ -4,7 +4,8 @@ Python's (order and float formatting aside).
     python compare.py PYTHON.txt MUSTER.txt
 
 Exits non-zero and prints the first differences if they differ.
-muster's own `muster_scrape_errors_total` is ignored (Python has no such metric).
+muster's own metrics (`muster_*`: scrape errors, the exporter's scrape
+duration) are ignored: Python has no such metrics.
 """
 
 import math
@@ -12,15 +13,13 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-IGNORED = {"muster_scrape_errors", "muster_scrape_errors_total"}
-
 
 def samples(path):
     with open(path, encoding="utf-8") as f:
         text = f.read()
     out = {}
     for family in text_string_to_metric_families(text):
-        if family.name in IGNORED:
+        if family.name.startswith("muster_"):
             continue
         for s in family.samples:
             key = (s.name, tuple(sorted(s.labels.items())))

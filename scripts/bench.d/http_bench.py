@@ -87,8 +87,9 @@ def on_signal(signum, _frame):
 
 
 class Server:
-    def __init__(self, name, argv, port, env=None, metrics_port=None, mpdir=None, logdir="."):
-        self.name, self.port, self.mpdir = name, port, mpdir
+    def __init__(self, name, argv, port, env=None, metrics_port=None, mpdir=None, logdir=".",
+                 app=True):
+        self.name, self.port, self.mpdir, self.app = name, port, mpdir, app
         self.metrics_port = metrics_port or port
         self.log = open(os.path.join(logdir, "http_%s.log" % name), "w")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
@@ -102,8 +103,8 @@ class Server:
                 raise SystemExit("%s exited early (status %s): see %s" % (
                     self.name, self.proc.returncode, self.log.name))
             try:
-                st, _ = get(self.port, "/")
-                st2, _ = get(self.metrics_port, "/metrics")
+                st = get(self.port, "/")[0] if self.app else 200
+                st2, _ = get(self.metrics_port, "/metrics", timeout=60)
                 if st == 200 and st2 == 200:
                     return
             except OSError:

@@ -208,10 +208,69 @@ def http_section(w, res, machine):
             w("")
 
 
+def exporter_section(w, res, recycles):
+    e = load(os.path.join(res, "exporter.json"))
+    w("## `muster exporter` vs Python's multiprocess metrics server, over HTTP")
+    w("")
+    if not e:
+        w("No results (`%s/exporter.json` is missing: the exporter benchmark failed or did not run)." % res)
+        w("")
+        return
+    w("What a Python team switching a gunicorn app's `/metrics` to `muster exporter` sees:")
+    w("both servers read the same directory written by Python workers and are scraped")
+    w("over HTTP on 127.0.0.1, side by side in the same run")
+    w("(`.venv/bin/python scripts/bench.d/exporter_bench.py`, [source](../scripts/bench.d/exporter_bench.py)):")
+    w("")
+    w("- muster: `target/release/muster exporter --dir DIR --bind 127.0.0.1:PORT`;")
+    w("- Python: `prometheus_client.start_http_server` serving a registry with")
+    w("  `MultiProcessCollector(registry, path=DIR)` ([py_exporter.py](../scripts/bench.d/py_exporter.py)),")
+    w("  what prometheus_flask_exporter's `GunicornPrometheusMetrics` runs in the gunicorn")
+    w("  master and prometheus_client's documented gunicorn set-up.")
+    w("")
+    w("Each scrape is `curl` on a new connection with the headers Prometheus 2 sends")
+    w("(`Accept: %s`, `Accept-Encoding: gzip`), so both answer OpenMetrics, gzipped; the" % e["accept"])
+    w("time is curl's `time_total` (%s), connect to the last byte. \"first\" is each" % e["curl"].split(" (")[0])
+    w("server's first scrape after it started: muster's parses every file, later ones only")
+    w("what was appended; Python parses every file on every scrape. The medians are over")
+    w("the runs after it, muster and Python alternating. Before timing, each directory's")
+    w("text exposition from both servers is checked to hold the same samples (compare.py).")
+    w("")
+    w("The directories are those of the scrape section above, and one after %s worker" % "{:,}".format(recycles))
+    w("recycles: `gen_dir.py DIR 16 --recycles %d` runs %s short-lived Python workers first" % (recycles, "{:,}".format(recycles)))
+    w("(each serves 20 of the 100 routes, exits, and is marked dead with")
+    w("`multiprocess.mark_process_dead`, as gunicorn's `child_exit` hook does), then 16")
+    w("live ones. Python's files of dead workers stay: the directory grows by 3 files per")
+    w("recycle, which is what `--max-requests` does to a gunicorn directory.")
+    w("")
+    w("| directory | files | runs | Python first | muster first | Python median | muster median | Python / muster (median) | gzip bytes Python / muster | same samples |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for d in e["dirs"]:
+        label = d["name"]
+        if label.startswith("w") and "r" not in label:
+            label = "%s workers" % label[1:]
+        elif "r" in label:
+            live, rec = label[1:].split("r")
+            label = "%s live workers after %s recycles" % (live, "{:,}".format(int(rec)))
+        w("| %s | %s | %d | %s | %s | %s | %s | **%s** | %s / %s | %s |" % (
+            label, "{:,}".format(d["files"]), d["runs"],
+            fmt_ms(d["python_first_ms"] * 1e6), fmt_ms(d["muster_first_ms"] * 1e6),
+            fmt_ms(d["python_ms"] * 1e6), fmt_ms(d["muster_ms"] * 1e6),
+            ratio(d["python_ms"], d["muster_ms"]),
+            "{:,}".format(d["python_wire_bytes"]), "{:,}".format(d["muster_wire_bytes"]),
+            d["check"].replace("same samples: ", "")))
+    w("")
+    w("Prometheus' default `scrape_timeout` is 10 s. muster's exporter compresses with")
+    w("gzip's fastest level (more bytes on the wire, less CPU per scrape); Python uses")
+    w("level 9. A gunicorn directory after many recycles keeps growing until the server")
+    w("restarts; muster's own server does not have that problem (its replacement workers")
+    w("adopt their slot's files: see the recycling table in the HTTP section).")
+    w("")
+
+
 def main():
     p = argparse.ArgumentParser()
     for opt in ("results", "out", "workers", "hot", "scrape", "http", "elapsed", "muster", "data",
-                "hyperfine", "cli-runs", "crit-args", "quick"):
+                "hyperfine", "cli-runs", "crit-args", "quick", "exporter", "recycles"):
         p.add_argument("--" + opt, default="")
     a = p.parse_args()
     res = a.results
@@ -401,6 +460,9 @@ def main():
             for c in checks:
                 w("- %s" % c)
             w("")
+
+    if a.exporter == "1":
+        exporter_section(w, res, int(a.recycles or 0))
 
     if a.http == "1":
         http_section(w, res, machine)
