@@ -1,7 +1,8 @@
 //! Scraping a multiprocess directory: the merge, with the semantics of
 //! Python's `MultiProcessCollector`, done incrementally by a long-lived
-//! [`Collector`]; [`encode`] to Prometheus text 0.0.4 or OpenMetrics 1.0;
-//! and [`MultiprocessCollector`] for a `prometheus_client` registry.
+//! [`Collector`]; [`encode`] to Prometheus text 0.0.4 or OpenMetrics 1.0,
+//! and its inverse [`parse`]; and [`MultiprocessCollector`] for a
+//! `prometheus_client` registry.
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
@@ -15,10 +16,12 @@
 mod encode;
 mod merge;
 mod model;
+mod parse;
 pub mod push;
 mod registry;
 
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};
 pub use model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+pub use parse::{parse, ParseError};
 pub use registry::MultiprocessCollector;
