@@ -300,9 +300,11 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     0
 }
 
-/// How long a connection accepted just before draining gets to send its first request
-/// (its bytes may already be in flight; closing it unread would reset it).
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How long an idle connection of a draining worker gets to send one more request.
+/// Its client may already have sent it (the last answer on the connection did not say
+/// `Connection: close`): closing the connection unread would lose that request, so it
+/// is answered, with `Connection: close`, before the connection closes.
+const DRAIN_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The hyper builder of a worker, with the request limits of the configuration: header
 /// read timeout (needs the tokio timer), header count and size, HTTP/2 stream limits.
@@ -446,8 +448,8 @@ impl Drop for InFlight {
 /// every request; a connection with no request in progress and no bytes moving for
 /// `keepalive` is closed, one with a request in progress and no bytes moving for
 /// `--timeout` is dropped; HTTP/1.1 connections are closed after `max_requests`. When
-/// the worker drains, the request in progress (or the first request of a connection
-/// that has not sent one yet) finishes, then the connection closes.
+/// the worker drains, the request in progress finishes, or an idle connection's next
+/// request (within [`DRAIN_REQUEST_GRACE`]) is answered, then the connection closes.
 async fn serve_connection<S: crate::AppService>(c: Conn<S>, stream: tokio::net::TcpStream) {
     let activity = Arc::new(Activity {
         start: std::time::Instant::now(),
@@ -487,19 +489,19 @@ where
         mut drain,
         ..
     } = c;
-    let first = Arc::new(tokio::sync::Notify::new());
+    // Woken at the start of every request (for the drain below).
+    let request_seen = Arc::new(tokio::sync::Notify::new());
     let service = {
-        let (activity, first, limits) = (
+        let (activity, request_seen, limits) = (
             Arc::clone(&activity),
-            Arc::clone(&first),
+            Arc::clone(&request_seen),
             Arc::clone(&limits),
         );
         hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = InFlight(Arc::clone(&activity));
-            if !activity.started.swap(true, Ordering::AcqRel) {
-                first.notify_one();
-            }
+            activity.started.store(true, Ordering::Release);
+            request_seen.notify_waiters();
             let n = activity.requests.fetch_add(1, Ordering::AcqRel) + 1;
             let close = limits.max_requests > 0
                 && n >= limits.max_requests
@@ -548,11 +550,15 @@ where
             }
         }
     }
-    if !activity.started.load(Ordering::Acquire) {
+    // Draining. Registered before the check, so a request starting in between wakes it.
+    let next_request = request_seen.notified();
+    tokio::pin!(next_request);
+    next_request.as_mut().enable();
+    if activity.in_flight.load(Ordering::Acquire) == 0 {
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = first.notified() => {}
-            _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+            _ = next_request => {}
+            _ = tokio::time::sleep(DRAIN_REQUEST_GRACE) => {}
         }
     }
     conn.as_mut().graceful_shutdown();
