@@ -3,6 +3,19 @@
 import argparse
 import json
 import os
+import statistics
+import subprocess
+
+# Charts of this report: bench-charts specs, drawn into CHART_DIR at the end.
+CHARTS = []
+CHART_DIR = "benchmarks"
+
+
+def chart(w, spec, alt):
+    """Queues a chart for bench-charts and links its SVG here."""
+    CHARTS.append(spec)
+    w("![%s](%s/%s)" % (alt, CHART_DIR, spec["file"]))
+    w("")
 
 
 def load(path):
@@ -123,10 +136,16 @@ def http_section(w, res, machine):
             100 * r["rps_median"] / off["rps_median"], r["cpu_us_per_req_median"],
             "%.1f µs" % wrk_us if wrk_us is not None else "n/a", r["errors"]))
     w("")
+    chart(w, {"kind": "bars", "file": "http_throughput.svg",
+              "title": "GET / with %d workers: requests/s (median of %d rounds, wrk on the same cores)" % (
+                  pr["workers"], pr["rounds"]),
+              "y_label": "requests per second",
+              "categories": ["muster, metrics ON", "muster, metrics OFF", "gunicorn + Flask + exporter"],
+              "series": [{"name": "requests/s", "values": [on["rps_median"], off["rps_median"], gu["rps_median"]]}]},
+          "Bar chart: requests per second of muster with metrics on, off, and gunicorn")
     ratio_on_off = on["rps_median"] / off["rps_median"]
     rounds = h.get("on_off_per_round", [])
     per_round = ", ".join("%.1f%%" % (100 * x) for x in rounds)
-    import statistics
     w("- **Metrics ON / OFF: %.1f%%** of requests/s, ratio of the medians (issue target: at least"
       " 97%%: %s); median of the per-round ratios (ON and OFF measured back to back) %.1f%%; each"
       " round: %s." % (
@@ -206,6 +225,12 @@ def http_section(w, res, machine):
               " every request a new connection)." % (
                   sum(mr["wrk"]["socket_errors"]), "{:,}".format(mr["wrk"]["requests"])))
             w("")
+        elif mr:
+            w("No socket errors with muster either: a recycling worker answers each kept-alive"
+              " connection's next request (with `Connection: close`) before closing it, so no"
+              " request wrk sends is lost; gunicorn's sync workers close every connection after"
+              " one response.")
+            w("")
 
 
 def exporter_section(w, res, recycles):
@@ -259,6 +284,15 @@ def exporter_section(w, res, recycles):
             "{:,}".format(d["python_wire_bytes"]), "{:,}".format(d["muster_wire_bytes"]),
             d["check"].replace("same samples: ", "")))
     w("")
+    pts = lambda key: [[d["files"], d[key]] for d in e["dirs"]]
+    chart(w, {"kind": "lines", "file": "exporter_latency.svg",
+              "title": "GET /metrics over HTTP against files in the directory",
+              "x_label": "files in the multiprocess directory", "y_label": "ms per scrape (wall)",
+              "x_log": True, "y_log": True,
+              "series": [{"name": "Python start_http_server + MultiProcessCollector", "points": pts("python_ms")},
+                         {"name": "muster exporter, first scrape", "points": pts("muster_first_ms")},
+                         {"name": "muster exporter, later scrapes", "points": pts("muster_ms")}]},
+          "Line chart: HTTP scrape time of muster exporter and Python against number of files, log-log")
     w("Prometheus' default `scrape_timeout` is 10 s. muster's exporter compresses with")
     w("gzip's fastest level (more bytes on the wire, less CPU per scrape); Python uses")
     w("level 9. A gunicorn directory after many recycles keeps growing until the server")
@@ -267,10 +301,87 @@ def exporter_section(w, res, recycles):
     w("")
 
 
+def soak_section(w, res):
+    k = load(os.path.join(res, "soak.json"))
+    w("## Soak: worker recycling for a long time")
+    w("")
+    if not k or not k.get("samples"):
+        w("No results (`%s/soak.json` is missing: the soak failed to start or did not run)." % res)
+        w("")
+        return
+    samples = k["samples"]
+    w("`%s` ([source](../scripts/soak)): `%s` (release build) under" % (k["command"], " ".join(k["argv"])))
+    w("`%s` for %d s; every %.0f s it samples the supervisor's resident memory and open" % (
+        " ".join(k["wrk"]), k["duration"], k["interval"]))
+    w("fds (/proc), the workers' resident memory, the files in the multiprocess directory,")
+    w("the wall time of `GET /metrics` on `--metrics-bind` (median of 3, new connection each)")
+    w("and the counters. Every worker is replaced after %d requests, so the run goes through" % k["max_requests"])
+    w("%s worker lifetimes. The script fails when the last quarter of the run is worse than" %
+      "{:,.0f}".format(samples[-1]["restarts"]))
+    w("the first (after 10% warm-up): supervisor RSS +1 MiB, any more fds, more files, /metrics")
+    w("time more than 2x + 2 ms; or when a counter goes down or a scrape fails.")
+    w("")
+    t_end = samples[-1]["t"]
+    warm = t_end * 0.1
+    span = t_end - warm
+    first = [x for x in samples if warm <= x["t"] <= warm + span / 4]
+    last = [x for x in samples if x["t"] >= t_end - span / 4]
+    med = lambda xs, key: statistics.median(x[key] for x in xs)
+    w("| | first quarter (median) | last quarter (median) | whole run (max) |")
+    w("|---|---|---|---|")
+    for label, key, f in (
+            ("supervisor RSS", "supervisor_rss_kib", lambda v: "%.2f MiB" % (v / 1024)),
+            ("supervisor open fds", "supervisor_fds", lambda v: "%d" % v),
+            ("workers' RSS (all)", "workers_rss_kib", lambda v: "%.1f MiB" % (v / 1024)),
+            ("files in the directory", "files", lambda v: "%d" % v),
+            ("bytes in the directory", "bytes", lambda v: "%.1f MiB" % (v / 2**20)),
+            ("GET /metrics", "scrape_ms", lambda v: "%.2f ms" % v)):
+        w("| %s | %s | %s | %s |" % (label, f(med(first, key)), f(med(last, key)),
+                                      f(max(x[key] for x in samples))))
+    w("")
+    errors = ""
+    for line in k.get("wrk_output", "").splitlines():
+        if "Socket errors" in line:
+            errors = " wrk: %s." % line.strip()
+    rps = [line.split()[-1] for line in k.get("wrk_output", "").splitlines()
+           if line.startswith("Requests/sec")]
+    w("Requests counted by muster: %s (wrk: %s requests/s on average).%s Worker restarts: %s." % (
+        "{:,.0f}".format(samples[-1]["requests"]), rps[0] if rps else "?",
+        errors or " wrk reported no socket errors.", "{:,.0f}".format(samples[-1]["restarts"])))
+    w("Verdict: %s." % ("**passed**" if not k["failures"] else
+                        "**FAILED**: " + "; ".join(k["failures"])))
+    w("")
+    minutes = lambda key, scale: [[round(x["t"] / 60, 3), x[key] * scale] for x in samples]
+    chart(w, {"kind": "lines", "file": "soak_memory.svg",
+              "title": "Soak: resident memory over %d min of recycling" % round(k["duration"] / 60),
+              "x_label": "minutes", "y_label": "MiB",
+              "series": [{"name": "supervisor", "points": minutes("supervisor_rss_kib", 1 / 1024)},
+                         {"name": "all workers", "points": minutes("workers_rss_kib", 1 / 1024)}]},
+          "Line chart: supervisor and worker memory over the soak")
+    chart(w, {"kind": "lines", "file": "soak_files_scrape.svg",
+              "title": "Soak: files in the directory and GET /metrics time",
+              "x_label": "minutes", "y_label": "files / ms",
+              "series": [{"name": "files in the directory", "points": minutes("files", 1)},
+                         {"name": "GET /metrics, ms", "points": minutes("scrape_ms", 1)}]},
+          "Line chart: file count and scrape time over the soak")
+
+
+def draw_charts(charts_bin, res, out):
+    """Draws the queued charts next to the report with bench-charts."""
+    if not CHARTS:
+        return
+    spec = os.path.join(res, "charts.json")
+    with open(spec, "w") as f:
+        json.dump(CHARTS, f, indent=1)
+    subprocess.run([charts_bin, spec, os.path.join(os.path.dirname(os.path.abspath(out)), CHART_DIR)],
+                   check=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     for opt in ("results", "out", "workers", "hot", "scrape", "http", "elapsed", "muster", "data",
-                "hyperfine", "cli-runs", "crit-args", "quick", "exporter", "recycles"):
+                "hyperfine", "cli-runs", "crit-args", "quick", "exporter", "recycles", "soak",
+                "charts-bin"):
         p.add_argument("--" + opt, default="")
     a = p.parse_args()
     res = a.results
@@ -344,9 +455,15 @@ def main():
             "labelled_inc": (54.0, "prometheus_client_borrowed"),
             "histogram_observe": (7.8, "prometheus_client"),
         }
+        bars = {"muster": [], "crate": [], "python": [], "categories": []}
         for label, group, target, others, pykey in rows:
             m = crit(res, group, "muster")
             mv = m[0] if m else None
+            if pykey:
+                bars["categories"].append(label.split(" (")[0])
+                bars["muster"].append(mv)
+                bars["crate"].append((crit(res, group, others[0][1]) or [None])[0])
+                bars["python"].append(py.get(pykey))
             met = "" if target is None or mv is None else ("yes" if mv <= target else "**no**")
             other = "<br>".join(
                 "%s%s" % (fmt_ns((crit(res, group, ident) or [None])[0]), " (%s)" % name if name else "")
@@ -364,6 +481,14 @@ def main():
                 label, fmt_ns(mv), "<= %d ns" % target if target else "—", met, other,
                 scaled, met_scaled, pyv))
         w("")
+        chart(w, {"kind": "bars", "file": "hot_path.svg",
+                  "title": "One metric update: ns per operation (log scale)",
+                  "y_label": "ns per operation", "y_log": True,
+                  "categories": bars["categories"],
+                  "series": [{"name": "muster (mapped file)", "values": bars["muster"]},
+                             {"name": "prometheus-client crate (process memory; u64 counter)", "values": bars["crate"]},
+                             {"name": "Python prometheus_client, multiprocess", "values": bars["python"]}]},
+              "Bar chart: nanoseconds per metric update for muster, the prometheus-client crate and Python")
         w("\"Scaled\" is muster's figure times DESIGN.md's reference figure for the crate")
         w("(counter 2.3 ns, labelled 54 ns, histogram 7.8 ns) divided by the crate's figure")
         w("measured here in the same run: muster's cost on the reference machine, if both")
@@ -418,6 +543,7 @@ def main():
         w("| workers | files | size (apparent) | lines | Python CPU (wall) | muster cold | muster warm | Python / cold | Python / warm | muster CLI wall (user+sys) | Python wall / CLI wall |")
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         checks = []
+        lines = {"python": [], "cold": [], "warm": []}
         for W in workers:
             pyr = load(os.path.join(res, "python_w%s.json" % W)) or {}
             pyns = pyr.get("median", 0) * 1e9 or None
@@ -437,6 +563,10 @@ def main():
                 "{:,}".format(pyr.get("lines", 0)),
                 fmt_ms(pycpu), fmt_ms(pyns), len(pyr.get("runs", [])), fmt_ms(cold), fmt_ms(warm),
                 ratio(pycpu, cold), ratio(pycpu, warm), fmt_ms(clins), fmt_ms(cliuser), ratio(pyns, clins)))
+            files = int(read("w%s.files" % W, "0"))
+            for key, ns in (("python", pycpu), ("cold", cold), ("warm", warm)):
+                if files and ns:
+                    lines[key].append([files, ns / 1e6])
             cmp = os.path.join(res, "compare_w%s.txt" % W)
             if os.path.exists(cmp):
                 checks.append("w%s: %s" % (W, open(cmp).read().strip()))
@@ -444,6 +574,14 @@ def main():
         w("Issue target: on the 64-worker directory, muster at least 100x faster than Python,")
         w("aim 300x.")
         w("")
+        chart(w, {"kind": "lines", "file": "scrape_latency.svg",
+                  "title": "Scrape (merge + encode) CPU time against files in the directory",
+                  "x_label": "files in the multiprocess directory", "y_label": "ms per scrape (CPU)",
+                  "x_log": True, "y_log": True,
+                  "series": [{"name": "Python MultiProcessCollector", "points": lines["python"]},
+                             {"name": "muster, cold (new collector)", "points": lines["cold"]},
+                             {"name": "muster, warm (long-lived collector)", "points": lines["warm"]}]},
+              "Line chart: scrape time against number of files, Python and muster, log-log")
         w("Where muster's time goes (criterion medians, CPU time, same run):")
         w("")
         w("| workers | collect cold | collect warm | encode | scrape cold | scrape warm |")
@@ -467,17 +605,24 @@ def main():
     if a.http == "1":
         http_section(w, res, machine)
 
+    if a.soak == "1":
+        soak_section(w, res)
+
     w("## Reproduce")
     w("")
     w("```")
-    w("scripts/bench            # everything, writes this file (~12 minutes on 2 cores)")
-    w("scripts/bench --quick    # shorter measurements")
+    w("scripts/bench            # everything, writes this file and its charts (~30 minutes on 2 cores)")
+    w("scripts/bench --quick    # shorter measurements, a 1-minute soak (~8 minutes)")
     w("scripts/bench --http-only  # only the HTTP throughput section (~3 minutes)")
+    w("scripts/soak             # the 10-minute soak alone")
     w("```")
     w("")
+    w("The charts (SVG, in `docs/%s/`) are drawn by `tools/bench-charts` from the same" % CHART_DIR)
+    w("results; their spec is left in `target/bench-data/results/charts.json`.")
     w("Raw results (criterion estimates, Python JSON, hyperfine JSON, the exposition")
     w("texts) are left in `target/bench-data/results/`.")
     w("")
+    draw_charts(a.charts_bin, res, a.out)
     with open(a.out, "w") as f:
         f.write("\n".join(L))
 
