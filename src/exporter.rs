@@ -189,7 +189,6 @@ impl Scraper {
     fn scrape(&mut self, format: Format) -> Result<String, String> {
         let start = Instant::now();
         let result = self.collector.collect();
-        let files = count_files(self.collector.dir());
         self.durations.observe(start.elapsed().as_secs_f64());
         let mut set = match result {
             Ok(set) => set,
@@ -205,7 +204,7 @@ impl Scraper {
             "Metric files (*.db) in the multiprocess directory at the last scrape.",
             MetricKind::Gauge(GaugeMode::LiveSum),
             "muster_exporter_files",
-            files as f64,
+            self.collector.file_count() as f64,
         );
         set.push_simple(
             "muster_exporter_scrape_failures",
@@ -216,22 +215,6 @@ impl Scraper {
         );
         Ok(encode(&set, format))
     }
-}
-
-/// The number of `*.db` files in `dir` (0 when it cannot be listed).
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|listing| {
-            listing
-                .flatten()
-                .filter(|e| {
-                    let name = e.file_name();
-                    let b = name.as_encoded_bytes();
-                    b.ends_with(b".db") && !b.starts_with(b".")
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// State shared by every connection.

@@ -274,6 +274,12 @@ impl Collector {
         );
     }
 
+    /// The metric files (`*.db`) in the directory at the last scrape, bad ones
+    /// included.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// The bad files of the last scrape: (file name, problem).
     pub fn last_errors(&self) -> &[(String, String)] {
         &self.last_errors
