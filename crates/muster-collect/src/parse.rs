@@ -7,9 +7,11 @@
 //! `_total` samples — and no well-kept crate parses both formats with their
 //! escaping exactly. The round-trip property tests and the
 //! `exposition_round_trip` fuzz target hold the two together: for every
-//! [`MetricSet`] the collector can produce, `parse(encode(set, f), f)` gives
-//! the set back, and for every input this module accepts, encoding what it
-//! returned and parsing that again gives the same result.
+//! [`MetricSet`] shaped like the collector's (family names distinct, also
+//! as text 0.0.4 writes them), `parse(encode(set, f), f)` gives the set back
+//! but for the gauges' merge mode, which no exposition carries; and for
+//! every input this module accepts, encoding what it returned and parsing
+//! that again gives the same result.
 //!
 //! The grammar followed is the Prometheus exposition-format document for
 //! text 0.0.4 (lines end in `\n`, blanks and tabs between tokens, comments,
