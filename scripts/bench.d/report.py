@@ -72,13 +72,21 @@ def wrk_share(r):
     return ": against muster, wrk itself spends %.0f%% of the CPU time per request" % (100 * wu / (wu + su))
 
 
-def http_section(w, res, machine):
-    h = load(os.path.join(res, "http.json"))
-    w("## HTTP throughput: muster demo vs gunicorn + Flask")
+def section(w, res, name, title, what):
+    """Writes a section's heading and returns its results file, or says it is missing."""
+    w("## " + title)
     w("")
-    if not h:
-        w("No results (`%s/http.json` is missing: the HTTP benchmark failed or did not run)." % res)
+    data = load(os.path.join(res, name))
+    if not data:
+        w("No results (`%s/%s` is missing: %s failed or did not run)." % (res, name, what))
         w("")
+    return data
+
+
+def http_section(w, res, machine):
+    h = section(w, res, "http.json", "HTTP throughput: muster demo vs gunicorn + Flask",
+                "the HTTP benchmark")
+    if not h:
         return
     pr = h["params"]
     sm = h["summary"]
@@ -234,12 +242,10 @@ def http_section(w, res, machine):
 
 
 def exporter_section(w, res, recycles):
-    e = load(os.path.join(res, "exporter.json"))
-    w("## `muster exporter` vs Python's multiprocess metrics server, over HTTP")
-    w("")
+    e = section(w, res, "exporter.json",
+                "`muster exporter` vs Python's multiprocess metrics server, over HTTP",
+                "the exporter benchmark")
     if not e:
-        w("No results (`%s/exporter.json` is missing: the exporter benchmark failed or did not run)." % res)
-        w("")
         return
     w("What a Python team switching a gunicorn app's `/metrics` to `muster exporter` sees:")
     w("both servers read the same directory written by Python workers and are scraped")
@@ -302,12 +308,8 @@ def exporter_section(w, res, recycles):
 
 
 def soak_section(w, res):
-    k = load(os.path.join(res, "soak.json"))
-    w("## Soak: worker recycling for a long time")
-    w("")
+    k = section(w, res, "soak.json", "Soak: worker recycling for a long time", "the soak")
     if not k or not k.get("samples"):
-        w("No results (`%s/soak.json` is missing: the soak failed to start or did not run)." % res)
-        w("")
         return
     samples = k["samples"]
     w("`%s` ([source](../scripts/soak)): `%s` (release build) under" % (k["command"], " ".join(k["argv"])))
