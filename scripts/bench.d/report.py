@@ -321,7 +321,7 @@ def soak_section(w, res):
     w("%s worker lifetimes. The script fails when the last quarter of the run is worse than" %
       "{:,.0f}".format(samples[-1]["restarts"]))
     w("the first (after 10% warm-up): supervisor RSS +1 MiB, any more fds, more files, /metrics")
-    w("time more than 2x + 2 ms; or when a counter goes down or a scrape fails.")
+    w("time more than 2x + 5 ms; or when a counter goes down or a scrape fails.")
     w("")
     t_end = samples[-1]["t"]
     warm = t_end * 0.1
