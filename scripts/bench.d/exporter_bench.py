@@ -30,12 +30,10 @@ import atexit
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from http_bench import Server, free_port, kill_all, log, on_signal
 
@@ -67,16 +65,15 @@ def bench_dir(args, name, path, runs, tmp):
     mport, pport = free_port(), free_port()
     muster = Server("exporter_muster_" + name,
                     [args.muster, "exporter", "--dir", path, "--bind", "127.0.0.1:%d" % mport],
-                    mport, logdir=tmp, app=False,
-                    env=dict(os.environ, RUST_LOG="warn"))
+                    mport, logdir=tmp)
     python = Server("exporter_python_" + name,
                     [sys.executable, os.path.join(HERE, "py_exporter.py"), path, str(pport)],
-                    pport, logdir=tmp, app=False)
+                    pport, logdir=tmp)
     # Each server's first scrape, before anything else reads the directory
-    # through it (wait_ready's GET is that scrape, timed here by curl instead).
+    # through it: wait for the port only, then time that scrape.
     first = {}
     for server in (muster, python):
-        wait_listening(server)
+        server.wait_ready(connect_only=True)
         first[server.name], _ = curl_scrape(server.port)
     log("%s: %d files; first scrape: muster %.1f ms, Python %.1f ms" % (
         name, files, first[muster.name] * 1e3, first[python.name] * 1e3))
@@ -121,22 +118,6 @@ def bench_dir(args, name, path, runs, tmp):
     log("%s: median muster %.2f ms, Python %.1f ms (%.0fx)" % (
         name, result["muster_ms"], result["python_ms"], result["python_ms"] / result["muster_ms"]))
     return result
-
-
-def wait_listening(server, timeout=30):
-    """Until the server accepts connections (no HTTP request: the first
-    scrape is measured)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise SystemExit("%s exited early (status %s): see %s" % (
-                server.name, server.proc.returncode, server.log.name))
-        try:
-            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("%s not listening after %d s: see %s" % (server.name, timeout, server.log.name))
 
 
 def main():

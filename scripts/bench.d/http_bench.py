@@ -87,29 +87,31 @@ def on_signal(signum, _frame):
 
 
 class Server:
-    def __init__(self, name, argv, port, env=None, metrics_port=None, mpdir=None, logdir=".",
-                 app=True):
-        self.name, self.port, self.mpdir, self.app = name, port, mpdir, app
+    def __init__(self, name, argv, port, env=None, metrics_port=None, mpdir=None, logdir="."):
+        self.name, self.port, self.mpdir = name, port, mpdir
         self.metrics_port = metrics_port or port
         self.log = open(os.path.join(logdir, "http_%s.log" % name), "w")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
         PROCS.append(self.proc)
 
-    def wait_ready(self, timeout=30):
+    def wait_ready(self, timeout=30, connect_only=False):
+        """Until GET / and GET /metrics answer 200, or with connect_only until
+        the port accepts a connection (no request: the first one is measured)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit("%s exited early (status %s): see %s" % (
                     self.name, self.proc.returncode, self.log.name))
             try:
-                st = get(self.port, "/")[0] if self.app else 200
-                st2, _ = get(self.metrics_port, "/metrics", timeout=60)
-                if st == 200 and st2 == 200:
+                if connect_only:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
+                if get(self.port, "/")[0] == 200 and get(self.metrics_port, "/metrics")[0] == 200:
                     return
             except OSError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise SystemExit("%s not ready after %d s: see %s" % (self.name, timeout, self.log.name))
 
     def stop(self):
