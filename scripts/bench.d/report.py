@@ -72,6 +72,15 @@ def wrk_share(r):
     return ": against muster, wrk itself spends %.0f%% of the CPU time per request" % (100 * wu / (wu + su))
 
 
+def files_chart(w, file, title, y_label, series, alt):
+    """A log-log line chart of milliseconds against files in the directory."""
+    chart(w, {"kind": "lines", "file": file, "title": title,
+              "x_label": "files in the multiprocess directory", "y_label": y_label,
+              "x_log": True, "y_log": True,
+              "series": [{"name": name, "points": points} for name, points in series]},
+          alt)
+
+
 def section(w, res, name, title, what):
     """Writes a section's heading and returns its results file, or says it is missing."""
     w("## " + title)
@@ -291,14 +300,12 @@ def exporter_section(w, res, recycles):
             d["check"].replace("same samples: ", "")))
     w("")
     pts = lambda key: [[d["files"], d[key]] for d in e["dirs"]]
-    chart(w, {"kind": "lines", "file": "exporter_latency.svg",
-              "title": "GET /metrics over HTTP against files in the directory",
-              "x_label": "files in the multiprocess directory", "y_label": "ms per scrape (wall)",
-              "x_log": True, "y_log": True,
-              "series": [{"name": "Python start_http_server + MultiProcessCollector", "points": pts("python_ms")},
-                         {"name": "muster exporter, first scrape", "points": pts("muster_first_ms")},
-                         {"name": "muster exporter, later scrapes", "points": pts("muster_ms")}]},
-          "Line chart: HTTP scrape time of muster exporter and Python against number of files, log-log")
+    files_chart(w, "exporter_latency.svg", "GET /metrics over HTTP against files in the directory",
+                "ms per scrape (wall)",
+                [("Python start_http_server + MultiProcessCollector", pts("python_ms")),
+                 ("muster exporter, first scrape", pts("muster_first_ms")),
+                 ("muster exporter, later scrapes", pts("muster_ms"))],
+                "Line chart: HTTP scrape time of muster exporter and Python against number of files, log-log")
     w("Prometheus' default `scrape_timeout` is 10 s. muster's exporter compresses with")
     w("gzip's fastest level (more bytes on the wire, less CPU per scrape); Python uses")
     w("level 9. A gunicorn directory after many recycles keeps growing until the server")
@@ -576,14 +583,12 @@ def main():
         w("Issue target: on the 64-worker directory, muster at least 100x faster than Python,")
         w("aim 300x.")
         w("")
-        chart(w, {"kind": "lines", "file": "scrape_latency.svg",
-                  "title": "Scrape (merge + encode) CPU time against files in the directory",
-                  "x_label": "files in the multiprocess directory", "y_label": "ms per scrape (CPU)",
-                  "x_log": True, "y_log": True,
-                  "series": [{"name": "Python MultiProcessCollector", "points": lines["python"]},
-                             {"name": "muster, cold (new collector)", "points": lines["cold"]},
-                             {"name": "muster, warm (long-lived collector)", "points": lines["warm"]}]},
-              "Line chart: scrape time against number of files, Python and muster, log-log")
+        files_chart(w, "scrape_latency.svg", "Scrape (merge + encode) CPU time against files in the directory",
+                    "ms per scrape (CPU)",
+                    [("Python MultiProcessCollector", lines["python"]),
+                     ("muster, cold (new collector)", lines["cold"]),
+                     ("muster, warm (long-lived collector)", lines["warm"])],
+                    "Line chart: scrape time against number of files, Python and muster, log-log")
         w("Where muster's time goes (criterion medians, CPU time, same run):")
         w("")
         w("| workers | collect cold | collect warm | encode | scrape cold | scrape warm |")
