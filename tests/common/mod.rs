@@ -73,22 +73,7 @@ pub const REFERENCE_VERSION: &str = "0.26.0";
 
 /// `promtool`, from `MUSTER_PROMTOOL` or `PATH`.
 pub fn promtool() -> PathBuf {
-    let path = std::env::var_os("MUSTER_PROMTOOL")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                .map(|d| d.join("promtool"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "promtool not found (MUSTER_PROMTOOL unset and not on PATH); \
-                 `apt-get install prometheus`, or run scripts/test which installs it"
-            )
-        });
-    assert!(path.is_file(), "promtool {} does not exist", path.display());
-    path
+    debian_tool("promtool", "MUSTER_PROMTOOL", "prometheus")
 }
 
 /// A script in `tests/python/`.
@@ -610,69 +595,64 @@ pub fn start_pushgateway(tmp: &Path) -> (Proc, std::net::SocketAddr) {
         "MUSTER_PUSHGATEWAY",
         "prometheus-pushgateway",
     );
-    // A port picked by us can be taken in between: try a few.
-    for attempt in 0..5 {
-        let port = free_port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut proc = Proc::start(
-            "pushgateway",
-            Command::new(&bin)
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                // Memory only: Debian's default persists to /var/lib/prometheus.
-                .arg("--persistence.file="),
-            &tmp.join(format!("pushgateway-{attempt}.log")),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = proc.child.try_wait() {
-                break;
-            }
-            if let Ok(a) = http(addr, "GET", "/-/ready", &[], b"") {
-                if a.status == 200 {
-                    return (proc, addr);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("pushgateway attempt {attempt} failed:\n{}", proc.log_text());
-    }
-    panic!("could not start prometheus-pushgateway on a free port");
+    start_on_free_port("pushgateway", tmp, Duration::from_secs(20), |_, listen| {
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--web.listen-address={listen}"))
+            // Memory only: Debian's default persists to /var/lib/prometheus.
+            .arg("--persistence.file=");
+        cmd
+    })
 }
 
 /// Starts Debian's `prometheus` with `config` on a free loopback port, its TSDB in
 /// `tmp`, and waits until it is ready (a few ports are tried).
 pub fn start_prometheus(tmp: &Path, config: &Path) -> (Proc, std::net::SocketAddr) {
     let bin = debian_tool("prometheus", "MUSTER_PROMETHEUS", "prometheus");
+    start_on_free_port(
+        "prometheus",
+        tmp,
+        Duration::from_secs(60),
+        |attempt, listen| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    tmp.join(format!("tsdb-{attempt}")).display()
+                ))
+                .arg(format!("--web.listen-address={listen}"))
+                .arg("--storage.tsdb.retention.time=1h")
+                .arg("--log.level=warn");
+            cmd
+        },
+    )
+}
+
+/// Starts the command `make(attempt, listen_address)` gives, logging to
+/// `tmp/NAME-ATTEMPT.log`, and waits until its `GET /-/ready` answers 200 within
+/// `limit`. A port picked here can be taken before the tool binds it, so a few
+/// ports are tried.
+fn start_on_free_port(
+    name: &str,
+    tmp: &Path,
+    limit: Duration,
+    mut make: impl FnMut(u32, std::net::SocketAddr) -> Command,
+) -> (Proc, std::net::SocketAddr) {
     for attempt in 0..5 {
-        let port = free_port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.join(format!("tsdb-{attempt}")).display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=1h")
-            .arg("--log.level=warn");
-        let mut p = Proc::start(
-            "prometheus",
-            &mut cmd,
-            &tmp.join(format!("prometheus-{attempt}.log")),
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr: std::net::SocketAddr =
+            format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log = tmp.join(format!("{name}-{attempt}.log"));
+        let mut proc = Proc::start(name, &mut make(attempt, addr), &log);
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = p.child.try_wait() {
+            if let Ok(Some(_)) = proc.child.try_wait() {
                 break;
             }
-            if let Ok(a) = http(addr, "GET", "/-/ready", &[], b"") {
-                if a.status == 200 {
-                    return (p, addr);
-                }
+            if http(addr, "GET", "/-/ready", &[], b"").is_ok_and(|a| a.status == 200) {
+                return (proc, addr);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("prometheus attempt {attempt} failed:\n{}", p.log_text());
+        eprintln!("{name} attempt {attempt} failed:\n{}", proc.log_text());
     }
-    panic!("could not start prometheus on a free port");
+    panic!("could not start {name} on a free port");
 }
