@@ -2,7 +2,6 @@
 //! `/-/ready`) in front of the user's service, and the metrics middleware that labels
 //! every request by its route template.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -196,17 +195,23 @@ impl Shared {
             .is_none_or(|s| s.state() != SlotState::Ready)
     }
 
-    /// Counts an application request; true once the worker has reached its
-    /// `--max-requests` limit (it is about to recycle).
-    fn count_request(&self) -> bool {
-        let Some(s) = self.scoreboard.slot(self.slot) else {
-            return false;
-        };
-        let n = s.count_request();
-        if self.request_limit > 0 && n == self.request_limit {
-            self.drain.notify_one();
+    /// Counts an application request; the request that reaches the `--max-requests`
+    /// limit starts the drain (recycling).
+    fn count_request(&self) {
+        if let Some(s) = self.scoreboard.slot(self.slot) {
+            if self.request_limit > 0 && s.count_request() == self.request_limit {
+                self.drain.notify_one();
+            }
         }
-        self.request_limit > 0 && n >= self.request_limit
+    }
+
+    /// Whether the worker is about to stop serving connections: it is draining, or it
+    /// has reached its `--max-requests` limit and is about to drain.
+    pub(crate) fn closing(&self) -> bool {
+        self.scoreboard.slot(self.slot).is_none_or(|s| {
+            s.state() != SlotState::Ready
+                || (self.request_limit > 0 && s.requests() >= self.request_limit)
+        })
     }
 }
 
@@ -241,12 +246,13 @@ fn unauthorized() -> Response<ResponseBody> {
 }
 
 /// Handles one request: muster's endpoints, else the user's service (if any) through
-/// the metrics middleware.
+/// the metrics middleware. (Whether the connection stays open afterwards is the
+/// connection's business: `worker::serve_io`.)
 pub(crate) async fn dispatch<S: AppService>(
-    shared: Arc<Shared>,
+    shared: &Shared,
     svc: Option<S>,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> Response<ResponseBody> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let protected = get
         && match req.uri().path() {
@@ -257,12 +263,12 @@ pub(crate) async fn dispatch<S: AppService>(
     if protected {
         if let Some(auth) = &shared.auth {
             if !auth.check(req.headers().get(AUTHORIZATION)).await {
-                return Ok(unauthorized());
+                return unauthorized();
             }
         }
     }
-    let resp = match req.uri().path() {
-        "/metrics" if get => metrics(&shared, &req).await,
+    match req.uri().path() {
+        "/metrics" if get => metrics(shared, &req).await,
         "/-/healthy" if get => text(StatusCode::OK, "OK\n"),
         "/-/ready" if get => {
             if shared.draining() {
@@ -273,20 +279,13 @@ pub(crate) async fn dispatch<S: AppService>(
         }
         _ => match svc {
             Some(svc) => {
-                let http1 = req.version() <= http::Version::HTTP_11;
-                let mut r = instrumented(&shared, svc, req).await;
-                // A worker about to recycle or stop tells HTTP/1 clients not to
-                // send another request on this connection, which it would drop.
-                if (shared.count_request() || shared.draining()) && http1 {
-                    r.headers_mut()
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                }
+                let r = instrumented(shared, svc, req).await;
+                shared.count_request();
                 r
             }
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         },
-    };
-    Ok(resp)
+    }
 }
 
 /// Decrements `http_requests_in_progress` however the request ends (also when the

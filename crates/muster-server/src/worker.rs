@@ -503,13 +503,15 @@ where
             activity.started.store(true, Ordering::Release);
             request_seen.notify_waiters();
             let n = activity.requests.fetch_add(1, Ordering::AcqRel) + 1;
-            let close = limits.max_requests > 0
-                && n >= limits.max_requests
-                && req.version() <= http::Version::HTTP_11;
-            let fut = dispatch(Arc::clone(&shared), svc.clone(), req);
+            let http1 = req.version() <= http::Version::HTTP_11;
+            let last_on_connection = limits.max_requests > 0 && n >= limits.max_requests;
+            let (shared, svc) = (Arc::clone(&shared), svc.clone());
             async move {
-                let mut resp = fut.await?;
-                if close {
+                let mut resp = dispatch(&shared, svc, req).await;
+                // The one place that ends an HTTP/1 connection after this answer: at the
+                // connection's request limit, or when the worker recycles or drains (it
+                // would drop the connection, and a request sent on it).
+                if http1 && (last_on_connection || shared.closing()) {
                     resp.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),
