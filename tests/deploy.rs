@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    debian_tool, http, http_get, muster, promtool, python, python_write, root, run_with_input,
-    wait_until, Proc,
+    debian_tool, http, http_get, muster, output_text, promtool_check_config, python, python_write,
+    root, run_with_input, wait_until, Proc,
 };
 use serde_json::Value;
 
@@ -75,24 +75,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 // --- Prometheus configs ---------------------------------------------------------
 
-fn promtool_check(config: &Path) -> (bool, String) {
-    let out = run_with_input(
-        Command::new(promtool())
-            .args(["check", "config"])
-            .arg(config),
-        b"",
-        Duration::from_secs(60),
-    );
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// deploy/prometheus/kubernetes.yml with each `kubernetes_sd_configs` (role R)
 /// replaced by `file_sd_configs` reading `<dir>/R.json`, and the password file
 /// moved to `password`.
@@ -136,7 +118,7 @@ fn kubernetes_config_for_file_sd(dir: &Path, password: &Path) -> String {
 
 #[test]
 fn prometheus_configs_pass_promtool() {
-    let (ok, text) = promtool_check(&deploy("prometheus/local.yml"));
+    let (ok, text) = promtool_check_config(&deploy("prometheus/local.yml"));
     assert!(
         ok,
         "promtool check config deploy/prometheus/local.yml:\n{text}"
@@ -144,7 +126,7 @@ fn prometheus_configs_pass_promtool() {
 
     // Debian's promtool has no Kubernetes discovery: then the only complaint
     // allowed is about kubernetes_sd_configs itself.
-    let (ok, text) = promtool_check(&deploy("prometheus/kubernetes.yml"));
+    let (ok, text) = promtool_check_config(&deploy("prometheus/kubernetes.yml"));
     if !ok {
         let other: Vec<&str> = text
             .lines()
@@ -168,7 +150,7 @@ fn prometheus_configs_pass_promtool() {
         kubernetes_config_for_file_sd(tmp.path(), &password),
     )
     .expect("write");
-    let (ok, text) = promtool_check(&config);
+    let (ok, text) = promtool_check_config(&config);
     assert!(ok, "promtool check config (file_sd variant):\n{text}");
 }
 
@@ -333,11 +315,7 @@ fn core_kinds_pass_kubernetes_validate_strict() {
         b"",
         Duration::from_secs(120),
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success(),
         "kubernetes-validate --strict:\n{text}"
@@ -405,14 +383,7 @@ fn validate_monitors(docs: &[Value]) -> (bool, String) {
         &input,
         Duration::from_secs(60),
     );
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), output_text(&out))
 }
 
 #[test]

@@ -109,19 +109,8 @@ fn start_prometheus(tmp: &Path, config: &str) -> (Proc, SocketAddr) {
     let config_path = tmp.join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write config");
     // promtool agrees with the generated config first.
-    let check = run_with_input(
-        std::process::Command::new(common::promtool())
-            .args(["check", "config"])
-            .arg(&config_path),
-        b"",
-        Duration::from_secs(60),
-    );
-    assert!(
-        check.status.success(),
-        "promtool check config: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let (ok, text) = common::promtool_check_config(&config_path);
+    assert!(ok, "promtool check config: {text}");
     common::start_prometheus(tmp, &config_path)
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{muster_scrape, promtool, python_write, run_with_input, rust_write};
+use common::{muster_scrape, output_text, promtool, python_write, run_with_input, rust_write};
 
 /// promtool exits 1 when it cannot parse the input and 3 when it only has
 /// lint findings; returns (exit code, findings).
@@ -15,12 +15,7 @@ fn check(exposition: &[u8]) -> (i32, String) {
         exposition,
         Duration::from_secs(60),
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), output_text(&out))
 }
 
 /// A realistic directory (a web app's metrics from Python and Rust workers,

@@ -134,6 +134,27 @@ pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// What a finished command printed: stdout, then stderr.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `promtool check config CONFIG`: (passed, what promtool printed).
+pub fn promtool_check_config(config: &Path) -> (bool, String) {
+    let out = run_with_input(
+        Command::new(promtool())
+            .args(["check", "config"])
+            .arg(config),
+        b"",
+        Duration::from_secs(60),
+    );
+    (out.status.success(), output_text(&out))
+}
+
 /// Runs `cmd` and insists on success; returns stdout.
 pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> Vec<u8> {
     let description = format!("{cmd:?}");
