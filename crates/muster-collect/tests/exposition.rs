@@ -223,10 +223,14 @@ fn metric_set() -> impl Strategy<Value = MetricSet> {
                     MetricKind::Counter => format!("{}_total", f.name),
                     _ => f.name.to_string(),
                 };
-                !names.contains(&*f.name)
-                    && !names.contains(&written)
-                    && names.insert(f.name.to_string())
-                    && names.insert(written)
+                // For all but counters `written` is the name itself, so both
+                // are checked before either is recorded.
+                let free = !names.contains(&*f.name) && !names.contains(&written);
+                if free {
+                    names.insert(f.name.to_string());
+                    names.insert(written);
+                }
+                free
             })
             .collect();
         MetricSet { families }
