@@ -352,8 +352,8 @@ struct Activity {
     start: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Requests started on the connection (none yet: still waiting for the first).
     requests: std::sync::atomic::AtomicU64,
-    started: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -456,7 +456,6 @@ async fn serve_connection<S: crate::AppService>(c: Conn<S>, stream: tokio::net::
         last_ms: std::sync::atomic::AtomicU64::new(0),
         in_flight: std::sync::atomic::AtomicUsize::new(0),
         requests: std::sync::atomic::AtomicU64::new(0),
-        started: std::sync::atomic::AtomicBool::new(false),
     });
     let stream = Tracked {
         inner: stream,
@@ -500,7 +499,6 @@ where
         hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = InFlight(Arc::clone(&activity));
-            activity.started.store(true, Ordering::Release);
             request_seen.notify_waiters();
             let n = activity.requests.fetch_add(1, Ordering::AcqRel) + 1;
             let http1 = req.version() <= http::Version::HTTP_11;
@@ -531,7 +529,7 @@ where
             _ = conn.as_mut() => return,
             _ = async { drain.wait_for(|d| *d).await.is_ok() } => break,
             _ = tokio::time::sleep(tick) => {
-                if !activity.started.load(Ordering::Acquire)
+                if activity.requests.load(Ordering::Acquire) == 0
                     && activity.start.elapsed() > limits.header_read_timeout
                 {
                     tracing::debug!("no request within the header read timeout; closing");
