@@ -21,6 +21,7 @@ use tracing::warn;
 
 use crate::instruments::HttpMetrics;
 use crate::scoreboard::{Scoreboard, SlotState};
+use crate::webconfig::WebConfig;
 use crate::{AppService, BoxError};
 
 /// The body type of every response a worker sends.
@@ -182,10 +183,9 @@ pub(crate) struct Shared {
     /// Recycle after this many requests (0 = never).
     pub request_limit: u64,
     pub drain: tokio::sync::Notify,
-    /// Basic auth for `/metrics` (from the web config file).
-    pub auth: Option<Arc<crate::auth::BasicAuth>>,
-    /// Also require credentials for the health endpoints.
-    pub protect_health: bool,
+    /// The web config file: basic auth for `/metrics` (and, with `protect_health`, the
+    /// health endpoints).
+    pub web: Option<Arc<WebConfig>>,
 }
 
 impl Shared {
@@ -245,6 +245,14 @@ fn unauthorized() -> Response<ResponseBody> {
     r
 }
 
+/// muster's own endpoints (answered to GET and HEAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Metrics,
+    Healthy,
+    Ready,
+}
+
 /// Handles one request: muster's endpoints, else the user's service (if any) through
 /// the metrics middleware. (Whether the connection stays open afterwards is the
 /// connection's business: `worker::serve_io`.)
@@ -254,37 +262,32 @@ pub(crate) async fn dispatch<S: AppService>(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let protected = get
-        && match req.uri().path() {
-            "/metrics" => true,
-            "/-/healthy" | "/-/ready" => shared.protect_health,
-            _ => false,
-        };
-    if protected {
-        if let Some(auth) = &shared.auth {
-            if !auth.check(req.headers().get(AUTHORIZATION)).await {
-                return unauthorized();
+    let endpoint = match req.uri().path() {
+        "/metrics" if get => Endpoint::Metrics,
+        "/-/healthy" if get => Endpoint::Healthy,
+        "/-/ready" if get => Endpoint::Ready,
+        _ => {
+            return match svc {
+                Some(svc) => {
+                    let r = instrumented(shared, svc, req).await;
+                    shared.count_request();
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
             }
+        }
+    };
+    if let Some(web) = &shared.web {
+        let protected = endpoint == Endpoint::Metrics || web.protect_health;
+        if protected && !web.authorize(req.headers().get(AUTHORIZATION)).await {
+            return unauthorized();
         }
     }
-    match req.uri().path() {
-        "/metrics" if get => metrics(shared, &req).await,
-        "/-/healthy" if get => text(StatusCode::OK, "OK\n"),
-        "/-/ready" if get => {
-            if shared.draining() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else {
-                text(StatusCode::OK, "ready\n")
-            }
-        }
-        _ => match svc {
-            Some(svc) => {
-                let r = instrumented(shared, svc, req).await;
-                shared.count_request();
-                r
-            }
-            None => text(StatusCode::NOT_FOUND, "not found\n"),
-        },
+    match endpoint {
+        Endpoint::Metrics => metrics(shared, &req).await,
+        Endpoint::Healthy => text(StatusCode::OK, "OK\n"),
+        Endpoint::Ready if shared.draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        Endpoint::Ready => text(StatusCode::OK, "ready\n"),
     }
 }
 

@@ -205,8 +205,7 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         slot: p.slot,
         request_limit: limit,
         drain: tokio::sync::Notify::new(),
-        auth: p.web.as_ref().and_then(|w| w.auth.clone()),
-        protect_health: p.web.as_ref().is_some_and(|w| w.protect_health),
+        web: p.web.clone(),
     });
 
     let builder = Arc::new(http_builder(&p.config));
