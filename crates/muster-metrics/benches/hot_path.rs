@@ -7,7 +7,8 @@
 //! - `counter_inc`: `inc()` on a handle held by the caller.
 //! - `gauge_set`: `set(v)` on a handle.
 //! - `labelled_inc`: lookup by label values (method, route, status; 100
-//!   routes x 2 methods x 3 statuses, cycled) and `inc()`.
+//!   routes x 2 methods x 3 statuses, cycled) and `inc()`; `muster_typed`
+//!   looks up the same sets through a typed `LabelSet`.
 //! - `histogram_observe`: `observe(v)` with Python's default buckets, values
 //!   cycled across the buckets.
 //! - `counter_inc_contended`: two threads incrementing one counter; the time
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Criterion};
-use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, DEFAULT_BUCKETS};
+use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, LabelSet, DEFAULT_BUCKETS};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family as PcFamily;
@@ -53,6 +54,13 @@ struct RequestLabels {
     method: &'static str,
     route: &'static str,
     status: &'static str,
+}
+
+impl LabelSet for RequestLabels {
+    const NAMES: &'static [&'static str] = &["method", "route", "status"];
+    fn values(&self) -> Vec<&str> {
+        vec![self.method, self.route, self.status]
+    }
 }
 
 /// The same, owned (what `Family<Vec<(String, String)>, _>` users build).
@@ -152,6 +160,31 @@ fn labelled_inc(c: &mut C) {
             i = if i + 1 == n { 0 } else { i + 1 };
             black_box(&muster)
                 .with_label_values(black_box(&sets[i]))
+                .inc();
+        })
+    });
+
+    let typed =
+        Counter::typed_family::<RequestLabels>("bench_http_requests_typed", "requests").unwrap();
+    for &[method, route, status] in &sets {
+        typed
+            .get(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+    g.bench_function("muster_typed", |b| {
+        b.iter(|| {
+            i = if i + 1 == n { 0 } else { i + 1 };
+            let [m, r, s] = *black_box(&sets[i]);
+            black_box(&typed)
+                .get(&RequestLabels {
+                    method: m,
+                    route: r,
+                    status: s,
+                })
                 .inc();
         })
     });
