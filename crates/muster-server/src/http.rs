@@ -17,6 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use muster_collect::Format;
 use tracing::warn;
 
 use crate::instruments::HttpMetrics;
@@ -174,7 +175,6 @@ pub fn method_label(m: &Method) -> &'static str {
 
 /// State shared by the connections of one worker.
 pub(crate) struct Shared {
-    pub dir: std::path::PathBuf,
     pub collector: Arc<Mutex<crate::scrape::Scraper>>,
     pub metrics: Option<HttpMetrics>,
     pub routes: RouteTable,
@@ -414,29 +414,20 @@ pub fn set_metrics_headers(headers: &mut http::HeaderMap, gzipped: bool) {
     }
 }
 
-type Scrape = Result<(&'static str, Vec<u8>, bool), String>;
-
 async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseBody> {
-    let accept = req
-        .headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let collector = Arc::clone(&shared.collector);
-    let dir = shared.dir.display().to_string();
-    let job = tokio::task::spawn_blocking(move || -> Scrape {
-        let (content_type, text) = {
-            let mut c = collector.lock().unwrap_or_else(|p| p.into_inner());
-            c.scrape(accept.as_deref())
-                .map_err(|e| format!("cannot read {dir}: {e}"))?
-        };
-        let (body, gzipped) = metrics_body(text, gzip);
-        Ok((content_type, body, gzipped))
+    let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bool), String> {
+        let text = collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .scrape(format)?;
+        Ok(metrics_body(text, gzip))
     });
     match job.await {
-        Ok(Ok((content_type, body, gz))) => {
-            let mut r = full(StatusCode::OK, content_type, body);
+        Ok(Ok((body, gz))) => {
+            let mut r = full(StatusCode::OK, format.content_type(), body);
             set_metrics_headers(r.headers_mut(), gz);
             r
         }

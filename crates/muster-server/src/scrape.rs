@@ -35,13 +35,12 @@ impl Scraper {
         }
     }
 
-    /// Collects and encodes for the given `Accept` header: (content type, body).
-    pub(crate) fn scrape(
-        &mut self,
-        accept: Option<&str>,
-    ) -> Result<(&'static str, String), String> {
-        let format = muster_collect::Format::negotiate(accept);
-        let set = self.inner.collect().map_err(|e| e.to_string());
+    /// Collects and encodes in `format`.
+    pub(crate) fn scrape(&mut self, format: muster_collect::Format) -> Result<String, String> {
+        let set = self
+            .inner
+            .collect()
+            .map_err(|e| format!("cannot read {}: {e}", self.inner.dir().display()));
         let total = self.inner.errors_total();
         if total > self.errors_seen {
             if let Some(c) = &self.errors {
@@ -58,6 +57,6 @@ impl Scraper {
             "muster_store_write_errors_total",
             self.scoreboard.write_errors() as f64,
         );
-        Ok((format.content_type(), muster_collect::encode(&set, format)))
+        Ok(muster_collect::encode(&set, format))
     }
 }

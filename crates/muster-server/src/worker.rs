@@ -194,7 +194,6 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         WorkerKind::Metrics => 0,
     };
     let shared = Arc::new(Shared {
-        dir: p.dir.clone(),
         collector: Arc::new(Mutex::new(crate::scrape::Scraper::new(
             p.dir.clone(),
             Arc::clone(&p.scoreboard),
