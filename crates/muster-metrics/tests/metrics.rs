@@ -13,8 +13,8 @@ mod muster_collect_free {
     use muster_store::Key;
     use std::path::Path;
 
-    /// A sample as written: (sample name, labels, value).
-    pub type Entry = (String, Vec<(String, String)>, f64);
+    /// A sample as written: (sample name, labels, value, timestamp).
+    pub type Entry = (String, Vec<(String, String)>, f64, f64);
 
     /// Every entry of every file.
     pub fn scrape(dir: &Path) -> Vec<Entry> {
@@ -30,24 +30,30 @@ mod muster_collect_free {
             for e in entries(map.bytes(), HEADER_SIZE, used) {
                 let e = e.unwrap();
                 let key = Key::parse(e.key).unwrap();
-                out.push((key.sample, key.labels, map.load(e.value_pos).0));
+                let (value, timestamp) = map.load(e.value_pos);
+                out.push((key.sample, key.labels, value, timestamp));
             }
         }
         out
     }
 }
 
-fn value(dir: &std::path::Path, sample: &str, labels: &[(&str, &str)]) -> Option<f64> {
+/// The (value, timestamp) of the sample with exactly these labels.
+fn sample(dir: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> Option<(f64, f64)> {
     scrape(dir)
         .into_iter()
-        .find(|(s, l, _)| {
-            s == sample
+        .find(|(s, l, _, _)| {
+            s == name
                 && l.len() == labels.len()
                 && labels
                     .iter()
                     .all(|(n, v)| l.iter().any(|(a, b)| a == n && b == v))
         })
-        .map(|(_, _, v)| v)
+        .map(|(_, _, v, t)| (v, t))
+}
+
+fn value(dir: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    sample(dir, name, labels).map(|(v, _)| v)
 }
 
 fn setup() -> tempfile::TempDir {
@@ -73,31 +79,24 @@ fn every_type_writes_what_python_writes() {
 
     let g = Gauge::new("temp", "t", GaugeMode::MostRecent).unwrap();
     g.set(7.0);
-    let ts = scrape(dir.path());
-    assert!(ts.iter().any(|(s, _, v)| s == "temp" && *v == 7.0));
+    // In a most-recent mode `set` writes the timestamp as well.
+    let (v, t) = sample(dir.path(), "temp", &[]).unwrap();
+    assert_eq!(v, 7.0);
+    assert!(t > 0.0, "timestamp {t}");
 
     let h = Histogram::new("dist", "d", &[0.0, 50.0, 1e6]).unwrap();
     h.observe(0.0);
     h.observe(30.0);
     h.observe(2e6);
     h.observe(f64::NAN);
-    assert_eq!(
-        value(dir.path(), "dist_bucket", &[("le", "0.0")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(dir.path(), "dist_bucket", &[("le", "50.0")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(dir.path(), "dist_bucket", &[("le", "1e+06")]),
-        Some(0.0)
-    );
-    // NaN is summed but counted in no bucket, as in Python.
-    assert_eq!(
-        value(dir.path(), "dist_bucket", &[("le", "+Inf")]),
-        Some(1.0)
-    );
+    // Non-cumulative counts; NaN is summed but counted in no bucket, as in Python.
+    for (le, count) in [("0.0", 1.0), ("50.0", 1.0), ("1e+06", 0.0), ("+Inf", 1.0)] {
+        assert_eq!(
+            value(dir.path(), "dist_bucket", &[("le", le)]),
+            Some(count),
+            "le={le}"
+        );
+    }
     assert_eq!(h.count(), 3.0);
     assert!(h.sum().is_nan());
 
