@@ -62,12 +62,14 @@ impl Gauge {
         }
     }
 
-    /// Adds `amount` (which may be negative).
+    /// Adds `amount` (which may be negative; in the most-recent modes the
+    /// timestamp is set too).
     #[inline]
     pub fn add(&self, amount: f64) {
-        self.cell.add(amount);
         if self.most_recent {
-            self.cell.set_with_timestamp(self.cell.get(), now());
+            self.cell.add_with_timestamp(amount, now());
+        } else {
+            self.cell.add(amount);
         }
     }
 

@@ -108,6 +108,24 @@ fn every_type_writes_what_python_writes() {
 }
 
 #[test]
+fn most_recent_gauge_keeps_every_add_from_every_thread() {
+    let dir = setup();
+    let g = Gauge::new("recent", "r", GaugeMode::MostRecent).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..100_000 {
+                    g.inc();
+                }
+            });
+        }
+    });
+    let (v, t) = sample(dir.path(), "recent", &[]).unwrap();
+    assert_eq!(v, 200_000.0);
+    assert!(t > 0.0, "timestamp {t}");
+}
+
+#[test]
 fn families_bound_their_label_sets() {
     let dir = setup();
     let f = Counter::family("hits", "h", &["path"])

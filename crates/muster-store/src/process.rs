@@ -245,10 +245,9 @@ impl ValueCell {
         self.slot();
     }
 
-    /// Adds `delta` to the value (compare-and-swap on the f64 bits).
-    #[inline]
-    pub fn add(&self, delta: f64) {
-        let slot = self.slot();
+    /// Adds `delta` to the f64 in `slot` (compare-and-swap on its bits).
+    #[inline(always)]
+    fn add_to(slot: &AtomicU64, delta: f64) {
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(current) + delta).to_bits();
@@ -257,6 +256,22 @@ impl ValueCell {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Adds `delta` to the value (compare-and-swap on the f64 bits).
+    #[inline]
+    pub fn add(&self, delta: f64) {
+        Self::add_to(self.slot(), delta);
+    }
+
+    /// Adds `delta` to the value and sets its timestamp (seconds since the
+    /// epoch). The addition is atomic like [`ValueCell::add`], so concurrent
+    /// adds are all kept.
+    pub fn add_with_timestamp(&self, delta: f64, timestamp: f64) {
+        // One resolution for both halves of the entry.
+        let slot = self.slot();
+        Self::timestamp_of(slot).store(timestamp.to_bits(), Ordering::Relaxed);
+        Self::add_to(slot, delta);
     }
 
     /// Sets the value.
