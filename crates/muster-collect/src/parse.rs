@@ -441,13 +441,7 @@ fn unescape_help(text: &str, format: Format) -> Result<String, String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some('\\') => out.push('\\'),
-                Some('n') => out.push('\n'),
-                Some('"') if om => out.push('"'),
-                Some(c) if om => {
-                    out.push('\\');
-                    out.push(c);
-                }
+                Some(c) if unescape_into(&mut out, c, om, format) => {}
                 Some(c) => {
                     return Err(format!(
                         "invalid escape `\\{c}` in HELP (text 0.0.4 has `\\\\` and `\\n`)"
@@ -460,6 +454,24 @@ fn unescape_help(text: &str, format: Format) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Appends what the escape `\c` stands for: `\\` and `\n` always, `\"` when
+/// `quote` (label values; HELP only in OpenMetrics), and in OpenMetrics any
+/// other backslash stands for itself. `false` for an escape text 0.0.4 does
+/// not have.
+fn unescape_into(out: &mut String, c: char, quote: bool, format: Format) -> bool {
+    match c {
+        '\\' => out.push('\\'),
+        'n' => out.push('\n'),
+        '"' if quote => out.push('"'),
+        c if format == Format::OpenMetrics => {
+            out.push('\\');
+            out.push(c);
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// A sample line, lexed.
@@ -622,13 +634,7 @@ fn label_value(cur: &mut Cursor<'_>, format: Format) -> Result<String, String> {
         }
         cur.eat('\\');
         match cur.bump() {
-            Some('\\') => out.push('\\'),
-            Some('"') => out.push('"'),
-            Some('n') => out.push('\n'),
-            Some(c) if format == Format::OpenMetrics => {
-                out.push('\\');
-                out.push(c);
-            }
+            Some(c) if unescape_into(&mut out, c, true, format) => {}
             Some(c) => {
                 return Err(format!(
                 "invalid escape `\\{c}` in a label value (text 0.0.4 has `\\\\`, `\\\"` and `\\n`)"
@@ -641,15 +647,14 @@ fn label_value(cur: &mut Cursor<'_>, format: Format) -> Result<String, String> {
 
 /// A sample value or label `le`/`quantile` value.
 fn number(token: &str, format: Format) -> Result<f64, String> {
+    let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
+    let infinity =
+        unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity");
     let syntax_ok = match format {
         // Rust's grammar: Go's `ParseFloat` without hexadecimal floats.
         Format::Text => true,
         Format::OpenMetrics => {
-            let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
-            unsigned.eq_ignore_ascii_case("inf")
-                || unsigned.eq_ignore_ascii_case("infinity")
-                || token.eq_ignore_ascii_case("nan")
-                || is_real_number(token)
+            infinity || token.eq_ignore_ascii_case("nan") || is_real_number(token)
         }
     };
     let value = token
@@ -663,11 +668,7 @@ fn number(token: &str, format: Format) -> Result<f64, String> {
                 format!("invalid number `{token}`")
             }
         })?;
-    let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
-    if value.is_infinite()
-        && !unsigned.eq_ignore_ascii_case("inf")
-        && !unsigned.eq_ignore_ascii_case("infinity")
-    {
+    if value.is_infinite() && !infinity {
         return Err(format!("number `{token}` is out of range"));
     }
     Ok(value)
