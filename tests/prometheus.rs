@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    http, http_get, muster, python_collect, python_write, run_with_input, start_pushgateway,
-    wait_until, Proc,
+    http, http_get, muster, python_collect, python_write, run_ok, start_pushgateway, wait_until,
+    Proc,
 };
 use serde_json::Value;
 
@@ -114,6 +114,28 @@ fn start_prometheus(tmp: &Path, config: &str) -> (Proc, SocketAddr) {
     common::start_prometheus(tmp, &config_path)
 }
 
+/// The first `name` sample Python's MultiProcessCollector merges from `dir`, as an
+/// instant query that selects it by `job_labels` and its own labels, and its value.
+fn python_sample_query(dir: &Path, name: &str, job_labels: &str) -> (String, f64) {
+    let prefix = format!("[\"{name}\"");
+    let expected = python_collect(dir);
+    let sample = expected
+        .iter()
+        .find(|s| s.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("a python {name} sample"));
+    let v: Value = serde_json::from_str(sample).expect("sample");
+    let labels = v[1]
+        .as_object()
+        .expect("labels")
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("label")));
+    let selector: Vec<String> = std::iter::once(job_labels.to_owned())
+        .chain(labels)
+        .collect();
+    let want: f64 = v[2].as_str().expect("value").parse().expect("number");
+    (format!("{name}{{{}}}", selector.join(",")), want)
+}
+
 /// Writes a file_sd target file atomically (Prometheus watches the directory).
 fn write_targets(dir: &Path, name: &str, target: SocketAddr) {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -155,7 +177,7 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
     let (_gw, gateway) = start_pushgateway(t);
     let batch_dir = t.join("batch-mp");
     python_write(&batch_dir, &["types"]);
-    let pushed = run_with_input(
+    run_ok(
         muster().args(["push", "--dir"]).arg(&batch_dir).args([
             "--gateway",
             &format!("http://{gateway}"),
@@ -165,12 +187,6 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
             "instance=b1",
         ]),
         b"",
-        Duration::from_secs(60),
-    );
-    assert!(
-        pushed.status.success(),
-        "muster push: {}",
-        String::from_utf8_lossy(&pushed.stderr)
     );
 
     // Prometheus with the shipped single-host config, pointed at these processes.
@@ -210,51 +226,16 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
     );
 
     // The exporter's series are Python's merged values.
-    let expected = python_collect(&py_dir);
-    let sample = expected
-        .iter()
-        .find(|s| s.starts_with("[\"http_requests_total\""))
-        .expect("a python http_requests_total sample");
-    let v: Value = serde_json::from_str(sample).expect("sample");
-    let labels = v[1].as_object().expect("labels");
-    let selector: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("label")))
-        .collect();
-    let want: f64 = v[2].as_str().expect("value").parse().expect("number");
-    wait_value(
-        prom,
-        &format!(
-            "http_requests_total{{job=\"muster-exporter\",{}}}",
-            selector.join(",")
-        ),
-        want,
-        limit,
-    );
+    let (q, want) = python_sample_query(&py_dir, "http_requests_total", r#"job="muster-exporter""#);
+    wait_value(prom, &q, want, limit);
 
     // The pushed batch job keeps its own job and instance labels.
-    let pushed_expected = python_collect(&batch_dir);
-    let sample = pushed_expected
-        .iter()
-        .find(|s| s.starts_with("[\"py_requests_total\""))
-        .expect("a pushed py_requests_total sample");
-    let v: Value = serde_json::from_str(sample).expect("sample");
-    let selector: Vec<String> = v[1]
-        .as_object()
-        .expect("labels")
-        .iter()
-        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).expect("label")))
-        .collect();
-    let want: f64 = v[2].as_str().expect("value").parse().expect("number");
-    wait_value(
-        prom,
-        &format!(
-            "py_requests_total{{job=\"batch_nightly\",instance=\"b1\",{}}}",
-            selector.join(",")
-        ),
-        want,
-        limit,
+    let (q, want) = python_sample_query(
+        &batch_dir,
+        "py_requests_total",
+        r#"job="batch_nightly",instance="b1""#,
     );
+    wait_value(prom, &q, want, limit);
     assert!(
         scalar(
             prom,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    assert_same, http_get, muster, python_collect, python_parse, python_write, run_with_input,
-    start_pushgateway, Samples,
+    assert_same, http_get, muster, python_collect, python_parse, python_write, run_ok,
+    run_with_input, start_pushgateway, Samples,
 };
 use muster_collect::push::{PushError, PushMethod, Pushgateway};
 use muster_collect::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
@@ -104,7 +104,7 @@ fn cli_push_reads_back_like_python_multiprocess_collector() {
     let dir = tmp.path().join("mp");
     python_write(&dir, &["types", "realistic"]);
     let gateway = format!("http://{addr}");
-    let out = run_with_input(
+    run_ok(
         muster().args(["push", "--dir"]).arg(&dir).args([
             "--gateway",
             &gateway,
@@ -118,13 +118,6 @@ fn cli_push_reads_back_like_python_multiprocess_collector() {
             "empty=",
         ]),
         b"",
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "muster push failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
     );
     let grouping = [
         ("job", "nightly"),
