@@ -112,22 +112,17 @@ impl RouteTable {
             .collect();
         // More literal segments first, then fewer wildcards.
         routes.sort_by_key(|(_, segs)| {
-            let params = segs
-                .iter()
-                .filter(|s| **s != Segment::Rest && !matches!(s, Segment::Literal(_)))
-                .count();
-            let rest = segs.iter().filter(|s| **s == Segment::Rest).count();
-            (rest, params)
+            let count = |kind: Segment| segs.iter().filter(|s| **s == kind).count();
+            (count(Segment::Rest), count(Segment::Param))
         });
         RouteTable { routes }
     }
 
     /// The template matching `path`, if any.
     pub fn find(&self, path: &str) -> Option<&Arc<str>> {
-        let parts: Vec<&str> = split(path).collect();
         self.routes
             .iter()
-            .find(|(_, segs)| matches(segs, &parts))
+            .find(|(_, segs)| matches(segs, split(path)))
             .map(|(t, _)| t)
     }
 }
@@ -136,25 +131,18 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-fn matches(segs: &[Segment], parts: &[&str]) -> bool {
-    let mut i = 0;
+fn matches<'a>(segs: &[Segment], mut parts: impl Iterator<Item = &'a str>) -> bool {
     for seg in segs {
-        match seg {
+        let ok = match seg {
             Segment::Rest => return true,
-            Segment::Param => {
-                if i >= parts.len() {
-                    return false;
-                }
-            }
-            Segment::Literal(l) => {
-                if parts.get(i) != Some(&l.as_str()) {
-                    return false;
-                }
-            }
+            Segment::Param => parts.next().is_some(),
+            Segment::Literal(l) => parts.next() == Some(l.as_str()),
+        };
+        if !ok {
+            return false;
         }
-        i += 1;
     }
-    i == parts.len()
+    parts.next().is_none()
 }
 
 /// The method label: standard methods by name, anything else `other` (bounded).
@@ -293,14 +281,11 @@ pub(crate) async fn dispatch<S: AppService>(
 
 /// Decrements `http_requests_in_progress` however the request ends (also when the
 /// client goes away and the future is dropped).
-struct InProgress<'a> {
-    gauge: &'a muster_metrics::Gauge,
-    route: Arc<str>,
-}
+struct InProgress<'a>(&'a muster_metrics::Gauge);
 
 impl Drop for InProgress<'_> {
     fn drop(&mut self) {
-        self.gauge.dec();
+        self.0.dec();
     }
 }
 
@@ -313,22 +298,20 @@ async fn instrumented<S: AppService>(
         return call(&mut svc, req).await.0;
     };
     let method = method_label(req.method());
-    let route = shared
+    let route: &str = shared
         .routes
         .find(req.uri().path())
-        .cloned()
-        .unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
+        .map_or(UNMATCHED_ROUTE, |t| t);
     // One lookup serves both the increment and the decrement.
-    let gauge = metrics.in_progress.with_label_values(&[method, &route]);
+    let gauge = metrics.in_progress.with_label_values(&[method, route]);
     gauge.inc();
-    let guard = InProgress { gauge, route };
+    let guard = InProgress(gauge);
     let start = Instant::now();
     let (resp, template) = call(&mut svc, req).await;
     let elapsed = start.elapsed().as_secs_f64();
+    let route = template.as_deref().unwrap_or(route);
     let status = resp.status();
-    let route: &str = template.as_deref().unwrap_or(&guard.route);
-    let code = status.as_str();
-    let labels: &[&str] = &[method, route, code];
+    let labels: &[&str] = &[method, route, status.as_str()];
     metrics.requests.with_label_values(labels).inc();
     metrics.duration.with_label_values(labels).observe(elapsed);
     drop(guard);
