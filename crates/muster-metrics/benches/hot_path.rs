@@ -58,8 +58,8 @@ struct RequestLabels {
 
 impl LabelSet for RequestLabels {
     const NAMES: &'static [&'static str] = &["method", "route", "status"];
-    fn values(&self) -> Vec<&str> {
-        vec![self.method, self.route, self.status]
+    fn values(&self) -> impl AsRef<[&str]> {
+        [self.method, self.route, self.status]
     }
 }
 

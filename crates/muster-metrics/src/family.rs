@@ -42,7 +42,7 @@ pub trait Member: Sized + Send + Sync + 'static {
 /// struct Route<'a> { method: &'a str, route: &'a str }
 /// impl LabelSet for Route<'_> {
 ///     const NAMES: &'static [&'static str] = &["method", "route"];
-///     fn values(&self) -> Vec<&str> { vec![self.method, self.route] }
+///     fn values(&self) -> impl AsRef<[&str]> { [self.method, self.route] }
 /// }
 /// # let dir = tempfile::tempdir().unwrap(); muster_store::configure(dir.path());
 /// let requests = Counter::typed_family::<Route>("requests", "Requests.").unwrap();
@@ -51,8 +51,9 @@ pub trait Member: Sized + Send + Sync + 'static {
 pub trait LabelSet {
     /// The label names, in the order [`LabelSet::values`] gives values.
     const NAMES: &'static [&'static str];
-    /// The label values.
-    fn values(&self) -> Vec<&str>;
+    /// The label values: an array (or anything that is a slice), so a
+    /// lookup allocates nothing.
+    fn values(&self) -> impl AsRef<[&str]>;
 }
 
 /// Label values given as a slice at run time (the default).
@@ -242,7 +243,7 @@ impl<M: Member, L> Family<M, L> {
 impl<M: Member, L: LabelSet> Family<M, L> {
     /// The metric for a typed label set.
     pub fn get(&self, labels: &L) -> &M {
-        self.with_label_values(&labels.values())
+        self.with_label_values(labels.values().as_ref())
     }
 }
 

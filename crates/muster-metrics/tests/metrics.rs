@@ -189,8 +189,8 @@ struct Route<'a> {
 
 impl LabelSet for Route<'_> {
     const NAMES: &'static [&'static str] = &["method", "route"];
-    fn values(&self) -> Vec<&str> {
-        vec![self.method, self.route]
+    fn values(&self) -> impl AsRef<[&str]> {
+        [self.method, self.route]
     }
 }
 
