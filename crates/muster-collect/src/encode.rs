@@ -89,7 +89,7 @@ pub fn encode(set: &MetricSet, format: Format) -> String {
             out.push_str("_total");
         }
         out.push(' ');
-        escape_into(&mut out, &family.help, !om);
+        escape_into(&mut out, &family.help, om);
         out.push_str("\n# TYPE ");
         out.push_str(&family.name);
         if total {

@@ -47,7 +47,7 @@ impl Labels {
             }
             rendered.push_str(name);
             rendered.push_str("=\"");
-            escape_into(&mut rendered, value, false);
+            escape_into(&mut rendered, value, true);
             rendered.push('"');
         }
         Labels { pairs, rendered }
@@ -73,14 +73,14 @@ impl Labels {
     }
 }
 
-/// Escapes `\`, newline and (when `quote`, or always inside label values)
-/// `"` as the exposition formats require.
-pub(crate) fn escape_into(out: &mut String, text: &str, help_text: bool) {
+/// Escapes `\` and newline, and `"` when `quote`, as the exposition formats
+/// require: label values always escape `"`, HELP text only in OpenMetrics.
+pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            '"' if !help_text => out.push_str("\\\""),
+            '"' if quote => out.push_str("\\\""),
             c => out.push(c),
         }
     }

@@ -64,7 +64,7 @@ impl ClientCollector for MultiprocessCollector {
 fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Result<(), fmt::Error> {
     // The crate writes HELP exactly as given: escape it as OpenMetrics requires.
     let mut help = String::with_capacity(family.help.len());
-    escape_into(&mut help, &family.help, false);
+    escape_into(&mut help, &family.help, true);
     match family.kind {
         MetricKind::Counter | MetricKind::Gauge(_) => {
             let metric_type = if family.kind == MetricKind::Counter {
