@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    debian_tool, http, http_get, muster, output_text, promtool_check_config, python, python_write,
-    root, run_with_input, wait_until, Proc,
+    debian_tool, http_get, muster, output_text, promtool_check_config, python, python_write, root,
+    run_with_input, Proc,
 };
 use serde_json::Value;
 
@@ -582,12 +582,7 @@ fn deployment_pieces_agree_with_each_other_and_with_muster() {
         .args(["demo", "-w", "1", "-b", "127.0.0.1:0"]);
     let mut demo = Proc::start("muster demo", &mut cmd, &tmp.path().join("demo.log"));
     let addr = demo.wait_addr("listening addr=", Duration::from_secs(30));
-    wait_until("the demo to be ready", Duration::from_secs(30), || {
-        demo.assert_running();
-        http(addr, "GET", "/-/ready", &[], b"")
-            .ok()
-            .filter(|a| a.status == 200)
-    });
+    demo.wait_ready(addr, Duration::from_secs(30));
     let mode = std::fs::metadata(mount.join("metrics"))
         .expect("created")
         .permissions()

@@ -269,12 +269,7 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
             },
         );
         // Ready again: the replacement answers.
-        wait_until("the demo to answer", Duration::from_secs(30), || {
-            demo_proc.assert_running();
-            http(demo, "GET", "/-/ready", &[], b"")
-                .ok()
-                .filter(|a| a.status == 200)
-        });
+        demo_proc.wait_ready(demo, Duration::from_secs(30));
         send(demo, 25);
         sent += 25;
         // Let Prometheus scrape between kills.

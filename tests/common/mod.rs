@@ -430,6 +430,18 @@ impl Proc {
         })
     }
 
+    /// Waits until `GET /-/ready` on `addr` answers 200; panics (with the log) if the
+    /// process exits first.
+    pub fn wait_ready(&mut self, addr: std::net::SocketAddr, limit: Duration) {
+        let what = format!("{} to be ready on {addr}", self.name);
+        wait_until(&what, limit, || {
+            self.assert_running();
+            http(addr, "GET", "/-/ready", &[], b"")
+                .ok()
+                .filter(|a| a.status == 200)
+        });
+    }
+
     /// Sends `signal` to the process (not its group).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid we started.
