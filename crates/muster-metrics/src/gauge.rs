@@ -23,7 +23,7 @@ pub struct Gauge {
 impl Gauge {
     /// A gauge without labels.
     pub fn new(name: &str, help: &str, mode: GaugeMode) -> Result<Gauge, MetricError> {
-        let desc = Arc::new(Desc::new(name, help, &[], &[], FileKind::Gauge(mode))?);
+        let desc = Arc::new(desc(name, help, &[], mode)?);
         Ok(Gauge::build(&desc, &(), &[]))
     }
 
@@ -34,10 +34,7 @@ impl Gauge {
         labels: &[&str],
         mode: GaugeMode,
     ) -> Result<Family<Gauge>, MetricError> {
-        Ok(Family::new(
-            Desc::new(name, help, labels, &[], FileKind::Gauge(mode))?,
-            (),
-        ))
+        Ok(Family::new(desc(name, help, labels, mode)?, ()))
     }
 
     /// A family of gauges labelled by the type `L`.
@@ -46,10 +43,7 @@ impl Gauge {
         help: &str,
         mode: GaugeMode,
     ) -> Result<Family<Gauge, L>, MetricError> {
-        Ok(Family::new(
-            Desc::new(name, help, L::NAMES, &[], FileKind::Gauge(mode))?,
-            (),
-        ))
+        Ok(Family::new(desc(name, help, L::NAMES, mode)?, ()))
     }
 
     /// Sets the value (and, in the most-recent modes, its timestamp).
@@ -100,6 +94,10 @@ impl Gauge {
     pub fn get(&self) -> f64 {
         self.cell.get()
     }
+}
+
+fn desc(name: &str, help: &str, labels: &[&str], mode: GaugeMode) -> Result<Desc, MetricError> {
+    Desc::new(name, help, labels, &[], FileKind::Gauge(mode))
 }
 
 fn now() -> f64 {

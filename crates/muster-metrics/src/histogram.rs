@@ -44,9 +44,8 @@ impl Histogram {
     /// A histogram without labels. `buckets` are upper bounds in increasing
     /// order; `+Inf` is added if missing.
     pub fn new(name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, MetricError> {
-        let bounds = bounds(buckets)?;
-        let desc = Arc::new(Desc::new(name, help, &[], &["le"], FileKind::Histogram)?);
-        Ok(Histogram::build(&desc, &bounds, &[]))
+        let (desc, bounds) = histogram_desc(name, help, &[], buckets)?;
+        Ok(Histogram::build(&Arc::new(desc), &bounds, &[]))
     }
 
     /// A family of histograms with these label names.
@@ -56,11 +55,8 @@ impl Histogram {
         labels: &[&str],
         buckets: &[f64],
     ) -> Result<Family<Histogram>, MetricError> {
-        let bounds = bounds(buckets)?;
-        Ok(Family::new(
-            Desc::new(name, help, labels, &["le"], FileKind::Histogram)?,
-            bounds,
-        ))
+        let (desc, bounds) = histogram_desc(name, help, labels, buckets)?;
+        Ok(Family::new(desc, bounds))
     }
 
     /// A family of histograms labelled by the type `L`.
@@ -69,11 +65,8 @@ impl Histogram {
         help: &str,
         buckets: &[f64],
     ) -> Result<Family<Histogram, L>, MetricError> {
-        let bounds = bounds(buckets)?;
-        Ok(Family::new(
-            Desc::new(name, help, L::NAMES, &["le"], FileKind::Histogram)?,
-            bounds,
-        ))
+        let (desc, bounds) = histogram_desc(name, help, L::NAMES, buckets)?;
+        Ok(Family::new(desc, bounds))
     }
 
     /// Records one observation. As in Python, NaN is added to the sum but
@@ -97,6 +90,20 @@ impl Histogram {
     pub fn count(&self) -> f64 {
         self.0.buckets.iter().map(ValueCell::get).sum()
     }
+}
+
+/// The description and checked bounds of a histogram (`le` is reserved).
+fn histogram_desc(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<(Desc, Arc<[f64]>), MetricError> {
+    let bounds = bounds(buckets)?;
+    Ok((
+        Desc::new(name, help, labels, &["le"], FileKind::Histogram)?,
+        bounds,
+    ))
 }
 
 fn bounds(buckets: &[f64]) -> Result<Arc<[f64]>, MetricError> {
@@ -144,22 +151,13 @@ pub struct Summary(Arc<[ValueCell; 2]>);
 impl Summary {
     /// A summary without labels.
     pub fn new(name: &str, help: &str) -> Result<Summary, MetricError> {
-        let desc = Arc::new(Desc::new(
-            name,
-            help,
-            &[],
-            &["quantile"],
-            FileKind::Summary,
-        )?);
+        let desc = Arc::new(summary_desc(name, help, &[])?);
         Ok(Summary::build(&desc, &(), &[]))
     }
 
     /// A family of summaries with these label names.
     pub fn family(name: &str, help: &str, labels: &[&str]) -> Result<Family<Summary>, MetricError> {
-        Ok(Family::new(
-            Desc::new(name, help, labels, &["quantile"], FileKind::Summary)?,
-            (),
-        ))
+        Ok(Family::new(summary_desc(name, help, labels)?, ()))
     }
 
     /// A family of summaries labelled by the type `L`.
@@ -167,10 +165,7 @@ impl Summary {
         name: &str,
         help: &str,
     ) -> Result<Family<Summary, L>, MetricError> {
-        Ok(Family::new(
-            Desc::new(name, help, L::NAMES, &["quantile"], FileKind::Summary)?,
-            (),
-        ))
+        Ok(Family::new(summary_desc(name, help, L::NAMES)?, ()))
     }
 
     /// Records one observation.
@@ -189,6 +184,11 @@ impl Summary {
     pub fn sum(&self) -> f64 {
         self.0[1].get()
     }
+}
+
+/// The description of a summary (`quantile` is reserved).
+fn summary_desc(name: &str, help: &str, labels: &[&str]) -> Result<Desc, MetricError> {
+    Desc::new(name, help, labels, &["quantile"], FileKind::Summary)
 }
 
 impl Member for Summary {
