@@ -146,10 +146,11 @@ fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
-/// The keys a TOML config file may hold (all optional; unknown keys are an error).
+/// Settings laid over the defaults: the keys a TOML config file may hold (all
+/// optional; unknown keys are an error), and what the command-line flags set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+struct Overrides {
     workers: Option<usize>,
     bind: Option<Vec<String>>,
     timeout: Option<f64>,
@@ -247,66 +248,99 @@ impl ServerArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(w) = self.workers {
-            config.workers = w;
+        Overrides {
+            workers: self.workers,
+            bind: (!self.bind.is_empty()).then(|| self.bind.clone()),
+            timeout: self.timeout,
+            graceful_timeout: self.graceful_timeout,
+            threads: self.threads,
+            max_requests: self.max_requests,
+            max_requests_jitter: self.max_requests_jitter,
+            pid: self.pid.clone(),
+            metrics_bind: self.metrics_bind.clone(),
+            multiproc_dir: self.multiproc_dir.clone(),
+            max_boot_failures: None,
+            http_metrics: self.no_http_metrics.then_some(false),
+            web_config_file: self.web_config_file.clone(),
+            header_read_timeout: self.header_read_timeout,
+            keepalive: self.keepalive,
+            limit_request_fields: self.limit_request_fields,
+            max_header_bytes: self.max_header_bytes,
+            max_requests_per_connection: self.max_requests_per_connection,
+            worker_connections: self.worker_connections,
         }
-        if !self.bind.is_empty() {
-            config.bind = self.bind.clone();
-        }
-        if let Some(t) = self.timeout {
-            config.timeout = seconds("--timeout", t)?;
-        }
-        if let Some(t) = self.graceful_timeout {
-            config.graceful_timeout = seconds("--graceful-timeout", t)?;
-        }
-        if let Some(n) = self.threads {
-            config.threads = n;
-        }
-        if let Some(n) = self.max_requests {
-            config.max_requests = n;
-        }
-        if let Some(n) = self.max_requests_jitter {
-            config.max_requests_jitter = n;
-        }
-        if self.pid.is_some() {
-            config.pid = self.pid.clone();
-        }
-        if self.metrics_bind.is_some() {
-            config.metrics_bind = self.metrics_bind.clone();
-        }
-        if self.multiproc_dir.is_some() {
-            config.multiproc_dir = self.multiproc_dir.clone();
-        }
-        if self.no_http_metrics {
-            config.http_metrics = false;
-        }
-        if self.web_config_file.is_some() {
-            config.web_config_file = self.web_config_file.clone();
-        }
-        if self.allow_weak_credentials {
-            config.allow_weak_credentials = true;
-        }
-        if let Some(t) = self.header_read_timeout {
-            config.header_read_timeout = seconds("--header-read-timeout", t)?;
-        }
-        if let Some(t) = self.keepalive {
-            config.keepalive = seconds("--keep-alive", t)?;
-        }
-        if let Some(n) = self.limit_request_fields {
-            config.limit_request_fields = n;
-        }
-        if let Some(n) = self.max_header_bytes {
-            config.max_header_bytes = n;
-        }
-        if let Some(n) = self.max_requests_per_connection {
-            config.max_requests_per_connection = n;
-        }
-        if let Some(n) = self.worker_connections {
-            config.worker_connections = n;
-        }
+        .apply(&mut config, Source::Flags)?;
+        config.allow_weak_credentials |= self.allow_weak_credentials;
         config.args = Some(self.clone());
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Where a layer of settings comes from; errors name a value as it was given there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    File,
+    Flags,
+}
+
+impl Overrides {
+    /// Sets every value this layer holds over `config`.
+    fn apply(self, config: &mut Config, source: Source) -> Result<(), ServerError> {
+        let secs = |v: Option<f64>, key: &str, flag: &str| {
+            let name = if source == Source::Flags { flag } else { key };
+            v.map(|v| seconds(name, v)).transpose()
+        };
+        set(&mut config.workers, self.workers);
+        set(&mut config.bind, self.bind);
+        set(
+            &mut config.timeout,
+            secs(self.timeout, "timeout", "--timeout")?,
+        );
+        set(
+            &mut config.graceful_timeout,
+            secs(
+                self.graceful_timeout,
+                "graceful_timeout",
+                "--graceful-timeout",
+            )?,
+        );
+        set(&mut config.threads, self.threads);
+        set(&mut config.max_requests, self.max_requests);
+        set(&mut config.max_requests_jitter, self.max_requests_jitter);
+        set(&mut config.pid, self.pid.map(Some));
+        set(&mut config.metrics_bind, self.metrics_bind.map(Some));
+        set(&mut config.multiproc_dir, self.multiproc_dir.map(Some));
+        set(&mut config.max_boot_failures, self.max_boot_failures);
+        set(&mut config.http_metrics, self.http_metrics);
+        set(&mut config.web_config_file, self.web_config_file.map(Some));
+        set(
+            &mut config.header_read_timeout,
+            secs(
+                self.header_read_timeout,
+                "header_read_timeout",
+                "--header-read-timeout",
+            )?,
+        );
+        set(
+            &mut config.keepalive,
+            secs(self.keepalive, "keepalive", "--keep-alive")?,
+        );
+        set(&mut config.limit_request_fields, self.limit_request_fields);
+        set(&mut config.max_header_bytes, self.max_header_bytes);
+        set(
+            &mut config.max_requests_per_connection,
+            self.max_requests_per_connection,
+        );
+        set(&mut config.worker_connections, self.worker_connections);
+        Ok(())
+    }
+}
+
+/// Overrides `slot` with `value`, when there is one.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
 }
 
@@ -322,66 +356,10 @@ fn seconds(what: &str, v: f64) -> Result<Duration, ServerError> {
 impl Config {
     /// Parses a TOML document over the defaults (the keys are listed in the module docs).
     pub fn from_toml_str(text: &str) -> Result<Config, ServerError> {
-        let file: FileConfig =
+        let file: Overrides =
             toml::from_str(text).map_err(|e| ServerError::Config(format!("{e}")))?;
         let mut config = Config::default();
-        if let Some(w) = file.workers {
-            config.workers = w;
-        }
-        if let Some(b) = file.bind {
-            config.bind = b;
-        }
-        if let Some(t) = file.timeout {
-            config.timeout = seconds("timeout", t)?;
-        }
-        if let Some(t) = file.graceful_timeout {
-            config.graceful_timeout = seconds("graceful_timeout", t)?;
-        }
-        if let Some(n) = file.threads {
-            config.threads = n;
-        }
-        if let Some(n) = file.max_requests {
-            config.max_requests = n;
-        }
-        if let Some(n) = file.max_requests_jitter {
-            config.max_requests_jitter = n;
-        }
-        if file.pid.is_some() {
-            config.pid = file.pid;
-        }
-        if file.metrics_bind.is_some() {
-            config.metrics_bind = file.metrics_bind;
-        }
-        if file.multiproc_dir.is_some() {
-            config.multiproc_dir = file.multiproc_dir;
-        }
-        if let Some(n) = file.max_boot_failures {
-            config.max_boot_failures = n;
-        }
-        if let Some(b) = file.http_metrics {
-            config.http_metrics = b;
-        }
-        if file.web_config_file.is_some() {
-            config.web_config_file = file.web_config_file;
-        }
-        if let Some(t) = file.header_read_timeout {
-            config.header_read_timeout = seconds("header_read_timeout", t)?;
-        }
-        if let Some(t) = file.keepalive {
-            config.keepalive = seconds("keepalive", t)?;
-        }
-        if let Some(n) = file.limit_request_fields {
-            config.limit_request_fields = n;
-        }
-        if let Some(n) = file.max_header_bytes {
-            config.max_header_bytes = n;
-        }
-        if let Some(n) = file.max_requests_per_connection {
-            config.max_requests_per_connection = n;
-        }
-        if let Some(n) = file.worker_connections {
-            config.worker_connections = n;
-        }
+        file.apply(&mut config, Source::File)?;
         config.validate()?;
         Ok(config)
     }
