@@ -55,14 +55,14 @@ impl tower_service::Service<Request<Incoming>> for TestService {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Fut {
-        let path = req.uri().path().to_string();
-        if let Some(ms) = millis(&path, "/slow/") {
+        let path = req.uri().path();
+        if let Some(ms) = millis(path, "/slow/") {
             return Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
                 Ok(Response::new(Full::new(Bytes::from("slept\n"))))
             });
         }
-        if let Some(ms) = millis(&path, "/spin/") {
+        if let Some(ms) = millis(path, "/spin/") {
             return Box::pin(async move {
                 let end = Instant::now() + Duration::from_millis(ms.min(60_000));
                 while Instant::now() < end {

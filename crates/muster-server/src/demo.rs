@@ -402,7 +402,7 @@ async fn complete_walk(state: &Arc<DemoState>, id: i64, distance: f64) -> Respon
 
 async fn get_walk(state: &Arc<DemoState>, id: i64) -> Response<Full<Bytes>> {
     type Row = (String, String, f64, Option<f64>, Option<f64>);
-    let row = with_db(state, move |c| {
+    let row = with_db(state, move |c| -> rusqlite::Result<Option<Row>> {
         c.query_row(
             "SELECT walker, dog, started_at, completed_at, distance_m FROM walks WHERE id = ?1",
             params![id],
@@ -412,21 +412,18 @@ async fn get_walk(state: &Arc<DemoState>, id: i64) -> Response<Full<Bytes>> {
     })
     .await;
     match row {
-        Ok(Some((walker, dog, started, completed, distance))) => {
-            let row: Row = (walker, dog, started, completed, distance);
-            json_response(
-                StatusCode::OK,
-                json!({
-                    "id": id,
-                    "walker": row.0,
-                    "dog": row.1,
-                    "started_at": row.2,
-                    "status": if row.3.is_some() { "completed" } else { "started" },
-                    "completed_at": row.3,
-                    "distance_m": row.4,
-                }),
-            )
-        }
+        Ok(Some((walker, dog, started, completed, distance))) => json_response(
+            StatusCode::OK,
+            json!({
+                "id": id,
+                "walker": walker,
+                "dog": dog,
+                "started_at": started,
+                "status": if completed.is_some() { "completed" } else { "started" },
+                "completed_at": completed,
+                "distance_m": distance,
+            }),
+        ),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no walk with id {id}")),
         Err(resp) => resp,
     }
