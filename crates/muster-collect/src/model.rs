@@ -86,6 +86,15 @@ pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
     }
 }
 
+/// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// One sample: a name, labels and a value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {

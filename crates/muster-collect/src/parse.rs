@@ -36,7 +36,7 @@ use std::sync::Arc;
 use muster_store::GaugeMode;
 
 use crate::encode::Format;
-use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::model::{is_label_name, Labels, MetricFamily, MetricKind, MetricSet, Sample};
 
 /// Why an exposition could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -708,11 +708,6 @@ fn metric_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("invalid metric name `{name}`"))
     }
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, given a string of name characters.
-fn is_label_name(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| !c.is_ascii_digit()) && !name.contains(':')
 }
 
 /// A character of a metric name (`[a-zA-Z0-9_:]`).

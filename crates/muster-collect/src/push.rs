@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::model::is_label_name;
 use crate::{encode, Format, MetricSet};
 
 /// How a push treats the metrics already in the group.
@@ -248,13 +249,6 @@ pub fn push(
     Pushgateway::new(gateway)?.push(set, job, grouping, method)
 }
 
-/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// One `/<name>/<value>` pair of a grouping key path, with `@base64` where needed.
 fn push_pair(path: &mut String, name: &str, value: &str) {
     if value.is_empty() {
@@ -292,7 +286,7 @@ pub fn grouping_path(job: &str, grouping: &[(&str, &str)]) -> Result<String, Pus
     push_pair(&mut path, "job", job);
     let mut seen: Vec<&str> = Vec::with_capacity(grouping.len());
     for (name, value) in grouping {
-        if !valid_label_name(name) {
+        if !is_label_name(name) {
             return Err(PushError::Invalid(format!(
                 "grouping label name {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"
             )));
