@@ -499,7 +499,7 @@ impl Collector {
         };
         let info = &self.key_info[key as usize];
         let family = &self.families[info.family as usize];
-        if !kind_matches(family.kind, kind) {
+        if family.kind.type_name() != kind.type_name() {
             return Err(format!(
                 "family {} is a {} but this file holds {} values",
                 family.name,
@@ -718,26 +718,12 @@ impl Collector {
     }
 }
 
-fn kind_matches(family: MetricKind, file: FileKind) -> bool {
-    matches!(
-        (family, file),
-        (MetricKind::Counter, FileKind::Counter)
-            | (MetricKind::Gauge(_), FileKind::Gauge(_))
-            | (MetricKind::Histogram, FileKind::Histogram)
-            | (MetricKind::Summary, FileKind::Summary)
-    )
-}
-
 /// Parses a float as Python's `float()` does for the strings that occur in
-/// `le` labels: decimal and exponent forms, `inf`/`+Inf`/`-inf`, `nan`.
+/// `le` labels: decimal and exponent forms, `inf`/`+Inf`/`-inf`, `nan`
+/// (Rust's grammar takes these in any case, as Python does), surrounding
+/// blanks and `_` between digits.
 fn parse_python_float(text: &str) -> Option<f64> {
-    let t = text.trim();
-    match t.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => Some(f64::INFINITY),
-        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
-        "nan" | "+nan" | "-nan" => Some(f64::NAN),
-        _ => t.replace('_', "").parse().ok(),
-    }
+    text.trim().replace('_', "").parse().ok()
 }
 
 #[cfg(test)]
@@ -751,5 +737,15 @@ mod tests {
         assert_eq!(parse_python_float("0.005"), Some(0.005));
         assert_eq!(parse_python_float(" 2 "), Some(2.0));
         assert_eq!(parse_python_float("abc"), None);
+        for inf in ["inf", "+inf", "Infinity", "+INFINITY"] {
+            assert_eq!(parse_python_float(inf), Some(f64::INFINITY), "{inf}");
+        }
+        for neg in ["-inf", "-Infinity"] {
+            assert_eq!(parse_python_float(neg), Some(f64::NEG_INFINITY), "{neg}");
+        }
+        for nan in ["nan", "NaN", "+nan", "-NAN"] {
+            assert!(parse_python_float(nan).is_some_and(f64::is_nan), "{nan}");
+        }
+        assert_eq!(parse_python_float("1_000.5"), Some(1000.5));
     }
 }
