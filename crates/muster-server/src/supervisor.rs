@@ -556,13 +556,11 @@ impl<A: AppFactory> Supervisor<A> {
                 c.killed_for_timeout = true;
                 continue;
             }
+            // (A shutdown has its own deadline, in run_loop.)
             if let Some(since) = c.stopping_since {
-                let limit = if c.stop_reason == Some(StopReason::Shutdown) {
-                    None // the shutdown deadline handles it
-                } else {
-                    Some(graceful)
-                };
-                if limit.is_some_and(|l| now.duration_since(since) > l) {
+                if c.stop_reason != Some(StopReason::Shutdown)
+                    && now.duration_since(since) > graceful
+                {
                     warn!(worker = %c.id, pid = pid.as_raw(), "worker did not finish within the graceful timeout; killing it");
                     let _ = kill(*pid, Signal::SIGKILL);
                     c.kill_sent = true;
@@ -676,19 +674,15 @@ impl<A: AppFactory> Supervisor<A> {
 
     /// Forks one worker; returns its pid in the parent (never returns in the child).
     fn spawn(&mut self, kind: WorkerKind) -> Option<Pid> {
-        let slot = match kind {
+        let (slot, id) = match kind {
             WorkerKind::App => match self.alloc_slot() {
-                Some(s) => s,
+                Some(s) => (s, format!("w{s}")),
                 None => {
                     error!("no free worker slot");
                     return None;
                 }
             },
-            WorkerKind::Metrics => METRICS_SLOT,
-        };
-        let id = match kind {
-            WorkerKind::App => format!("w{slot}"),
-            WorkerKind::Metrics => "metrics".to_string(),
+            WorkerKind::Metrics => (METRICS_SLOT, "metrics".to_string()),
         };
         if let Some(s) = self.scoreboard.slot(slot) {
             s.reset(SlotState::Booting);
