@@ -155,12 +155,10 @@ impl<M: Member, L> Family<M, L> {
         if values.len() == self.inner.desc.label_names.len()
             && values.iter().all(|v| v.len() <= MAX_LABEL_VALUE_BYTES)
         {
-            if let Some(m) = self.find(values) {
-                return m;
-            }
-            return self.insert(values);
+            self.find(values).unwrap_or_else(|| self.insert(values))
+        } else {
+            self.irregular(values)
         }
-        self.irregular(values)
     }
 
     /// Like [`Family::with_label_values`], but a wrong number of values is an error.
@@ -233,10 +231,7 @@ impl<M: Member, L> Family<M, L> {
         let fixed: Vec<&str> = (0..expected)
             .map(|i| values.get(i).map_or("", |v| cut(v, MAX_LABEL_VALUE_BYTES)))
             .collect();
-        match self.find(&fixed) {
-            Some(m) => m,
-            None => self.insert(&fixed),
-        }
+        self.find(&fixed).unwrap_or_else(|| self.insert(&fixed))
     }
 }
 
