@@ -333,11 +333,9 @@ async fn call<S: AppService>(
         );
     }
     match svc.call(req).await {
-        Ok(resp) => {
-            let template = resp
-                .extensions()
-                .get::<RouteTemplate>()
-                .map(|t| t.0.clone());
+        Ok(mut resp) => {
+            // Taken out (it is only a label), so no copy of the string is made.
+            let template = resp.extensions_mut().remove::<RouteTemplate>().map(|t| t.0);
             (resp.map(|b| b.map_err(Into::into).boxed_unsync()), template)
         }
         Err(e) => {
