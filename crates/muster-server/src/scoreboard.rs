@@ -87,7 +87,6 @@ impl Slot {
         self.beat();
         self.set_state(state);
     }
-    /// Records the pid of the process holding the slot.
     /// The slot's write errors so far (kept across the workers that use it).
     pub fn write_errors(&self) -> u64 {
         self.write_errors.load(Ordering::Relaxed)
@@ -100,6 +99,7 @@ impl Slot {
             .store(base + muster_store::write_errors(), Ordering::Relaxed);
     }
 
+    /// Records the pid of the process holding the slot.
     pub(crate) fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::Release);
     }
