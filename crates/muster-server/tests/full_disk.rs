@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use support::{group_members, request, sample, serial, wait_for};
+use support::{find_addr, group_members, logged_ready, request, sample, serial, wait_for};
 
 const TMPFS_SIZE: &str = "size=640k,mode=0700";
 const WRITE_ERROR_LOG: &str = "cannot write it to its file";
@@ -110,13 +110,6 @@ fn start(tmp: &Path, mnt: &Path, args: &[&str]) -> Guard {
     Guard { child, log }
 }
 
-fn find_addr(log: &str, marker: &str) -> Option<std::net::SocketAddr> {
-    log.lines().find_map(|l| {
-        let rest = &l[l.find(marker)? + marker.len()..];
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
 /// Free bytes of the tmpfs as the server sees it.
 fn free_bytes(server: &Guard, mnt: &Path) -> u64 {
     let inside = PathBuf::from(format!("/proc/{}/root", server.pid()))
@@ -190,13 +183,7 @@ fn full_tmpfs_workers_keep_serving_and_the_condition_is_exported() {
     });
     let pids = wait_for("2 ready workers", Duration::from_secs(30), || {
         let w = workers(&server);
-        let log = server.log_text();
-        (w.len() == 2
-            && w.iter().all(|p| {
-                log.lines()
-                    .any(|l| l.contains("worker ready") && l.contains(&format!("pid={p} ")))
-            }))
-        .then_some(w)
+        (w.len() == 2 && logged_ready(&server.log_text(), &w)).then_some(w)
     });
     // The mount is the server's alone.
     assert_eq!(
@@ -316,14 +303,7 @@ fn full_tmpfs_workers_keep_serving_and_the_condition_is_exported() {
     nix::sys::signal::kill(Pid::from_raw(pids[0]), Signal::SIGKILL).expect("SIGKILL");
     let now = wait_for("3 ready workers", Duration::from_secs(30), || {
         let w = workers(&server);
-        let log = server.log_text();
-        (w.len() == 3
-            && !w.contains(&pids[0])
-            && w.iter().all(|p| {
-                log.lines()
-                    .any(|l| l.contains("worker ready") && l.contains(&format!("pid={p} ")))
-            }))
-        .then_some(w)
+        (w.len() == 3 && !w.contains(&pids[0]) && logged_ready(&server.log_text(), &w)).then_some(w)
     });
     for i in 0..150 {
         let (method, path, body) = requests[(i * 7) % requests.len()];

@@ -129,12 +129,7 @@ fn killed_worker_is_replaced_and_no_counter_decreases() {
     );
     assert!(after.iter().all(|p| !before.contains(p) || *p != victim));
     // Replacement adopted the slot: still at most two workers' files.
-    let ids: std::collections::BTreeSet<String> = server
-        .files()
-        .iter()
-        .filter_map(|f| f.strip_suffix(".db")?.rsplit('_').next().map(String::from))
-        .filter(|id| id.starts_with('w'))
-        .collect();
+    let ids = server.worker_file_ids();
     assert_eq!(ids.len(), 2, "files: {:?}", server.files());
 }
 
@@ -269,10 +264,7 @@ fn max_requests_recycles_with_bounded_files_and_exact_totals() {
     // Bounded by the slots in use at once (2 workers + replacements booting while others
     // drain), not by the ~80 workers that lived.
     let files = server.files();
-    let ids: std::collections::BTreeSet<String> = files
-        .iter()
-        .filter_map(|f| f.strip_suffix(".db")?.rsplit('_').next().map(String::from))
-        .collect();
+    let ids = server.file_ids();
     assert!(ids.len() <= 5, "ids {ids:?}");
     assert!(
         files.len() <= 16 && max_files <= 16,
@@ -599,12 +591,7 @@ fn scrapes_never_decrease_while_workers_are_killed_under_load() {
         5.0,
         "{m}"
     );
-    let ids: std::collections::BTreeSet<String> = server
-        .files()
-        .iter()
-        .filter_map(|f| f.strip_suffix(".db")?.rsplit('_').next().map(String::from))
-        .filter(|id| id.starts_with('w'))
-        .collect();
+    let ids = server.worker_file_ids();
     assert_eq!(ids.len(), 3, "files: {:?}", server.files());
 }
 

@@ -250,16 +250,7 @@ impl Server {
     pub fn wait_workers(&self, n: usize, timeout: Duration) -> Vec<i32> {
         wait_for(&format!("{n} workers"), timeout, || {
             let w = self.workers();
-            if w.len() != n {
-                return None;
-            }
-            let log = self.log_text();
-            let all_ready = w.iter().all(|pid| {
-                let tag = format!("pid={pid} ");
-                log.lines()
-                    .any(|l| l.contains("worker ready") && l.contains(&tag))
-            });
-            all_ready.then_some(w)
+            (w.len() == n && logged_ready(&self.log_text(), &w)).then_some(w)
         })
     }
 
@@ -276,6 +267,22 @@ impl Server {
         let (status, body) = self.get("/metrics");
         assert_eq!(status, 200, "/metrics: {body}");
         body
+    }
+
+    /// The process ids in the metric file names (`counter_w0.db` -> `w0`).
+    pub fn file_ids(&self) -> std::collections::BTreeSet<String> {
+        self.files()
+            .iter()
+            .filter_map(|f| f.strip_suffix(".db")?.rsplit('_').next().map(String::from))
+            .collect()
+    }
+
+    /// The worker slots (`w0`, `w1`, ...) among [`Server::file_ids`].
+    pub fn worker_file_ids(&self) -> std::collections::BTreeSet<String> {
+        self.file_ids()
+            .into_iter()
+            .filter(|id| id.starts_with('w'))
+            .collect()
     }
 
     /// Files in the multiprocess directory.
@@ -303,7 +310,17 @@ impl Drop for Server {
     }
 }
 
-fn find_addr(log: &str, marker: &str) -> Option<SocketAddr> {
+/// Whether the supervisor's `log` says each of `pids` is a ready worker.
+pub fn logged_ready(log: &str, pids: &[i32]) -> bool {
+    pids.iter().all(|pid| {
+        let tag = format!("pid={pid} ");
+        log.lines()
+            .any(|l| l.contains("worker ready") && l.contains(&tag))
+    })
+}
+
+/// The first address after `marker` in `log`.
+pub fn find_addr(log: &str, marker: &str) -> Option<SocketAddr> {
     log.lines().find_map(|l| {
         let rest = &l[l.find(marker)? + marker.len()..];
         rest.split_whitespace().next()?.parse().ok()
