@@ -97,9 +97,8 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
                 } else if sample.name.ends_with("_count") {
                     count = sample.value;
                 } else {
-                    let labels: Vec<_> = sample.labels.pairs().to_vec();
                     metric
-                        .encode_family(&labels)?
+                        .encode_family(&sample.labels.pairs())?
                         .encode_histogram::<NoLabelSet>(
                             sample.value,
                             count.round() as u64,
