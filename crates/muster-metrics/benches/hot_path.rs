@@ -31,7 +31,8 @@ mod clock;
 use std::hint::black_box;
 
 use clock::Clock;
-use std::sync::atomic::AtomicU64;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,26 @@ fn setup_dir() -> tempfile::TempDir {
 
 type C = Criterion<Clock>;
 
+/// Moves `i` to the next index of `0..n`, wrapping, and returns it.
+fn advance(i: &mut usize, n: usize) -> usize {
+    *i = if *i + 1 == n { 0 } else { *i + 1 };
+    *i
+}
+
+/// The next index of `0..n` for the calling thread. Each thread keeps its own
+/// position; the threads of one `contended` run start `n / 2` apart.
+fn thread_position(start: &AtomicUsize, n: usize) -> usize {
+    thread_local!(static POS: Cell<Option<usize>> = const { Cell::new(None) });
+    POS.with(|pos| {
+        let mut i = pos
+            .get()
+            .unwrap_or_else(|| start.fetch_add(n / 2, Ordering::Relaxed) % n);
+        let next = advance(&mut i, n);
+        pos.set(Some(next));
+        next
+    })
+}
+
 fn counter_inc(c: &mut C) {
     let mut g = c.benchmark_group("counter_inc");
     let muster = Counter::new("bench_counter", "a counter").unwrap();
@@ -157,9 +178,8 @@ fn labelled_inc(c: &mut C) {
     let mut i = 0usize;
     g.bench_function("muster", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
             black_box(&muster)
-                .with_label_values(black_box(&sets[i]))
+                .with_label_values(black_box(&sets[advance(&mut i, n)]))
                 .inc();
         })
     });
@@ -177,8 +197,7 @@ fn labelled_inc(c: &mut C) {
     }
     g.bench_function("muster_typed", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
-            let [m, r, s] = *black_box(&sets[i]);
+            let [m, r, s] = *black_box(&sets[advance(&mut i, n)]);
             black_box(&typed)
                 .get(&RequestLabels {
                     method: m,
@@ -203,8 +222,7 @@ fn labelled_inc(c: &mut C) {
     }
     g.bench_function("prometheus_client_borrowed", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
-            let [m, r, s] = *black_box(&sets[i]);
+            let [m, r, s] = *black_box(&sets[advance(&mut i, n)]);
             black_box(&pc)
                 .get_or_create(&RequestLabels {
                     method: m,
@@ -228,9 +246,8 @@ fn labelled_inc(c: &mut C) {
     }
     g.bench_function("prometheus_client_owned", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
             black_box(&pc_owned)
-                .get_or_create(&owned(*black_box(&sets[i])))
+                .get_or_create(&owned(*black_box(&sets[advance(&mut i, n)])))
                 .inc();
         })
     });
@@ -245,16 +262,14 @@ fn histogram_observe(c: &mut C) {
     let mut i = 0usize;
     g.bench_function("muster", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
-            black_box(&muster).observe(black_box(values[i]));
+            black_box(&muster).observe(black_box(values[advance(&mut i, n)]));
         })
     });
     // Python's default bounds without +Inf (the crate adds its own).
     let pc = PcHistogram::new(DEFAULT_BUCKETS[..DEFAULT_BUCKETS.len() - 1].iter().copied());
     g.bench_function("prometheus_client", |b| {
         b.iter(|| {
-            i = if i + 1 == n { 0 } else { i + 1 };
-            black_box(&pc).observe(black_box(values[i]));
+            black_box(&pc).observe(black_box(values[advance(&mut i, n)]));
         })
     });
     g.finish();
@@ -312,25 +327,11 @@ fn labelled_inc_contended(c: &mut Criterion) {
     let n = sets.len();
     let mut g = c.benchmark_group("labelled_inc_contended");
     let muster = primed_family("bench_http_requests_contended", &sets);
-    let next = |i: &mut usize| {
-        *i = if *i + 1 == n { 0 } else { *i + 1 };
-        *i
-    };
     g.bench_function("muster", |b| {
         b.iter_custom(|iters| {
-            let start = std::sync::atomic::AtomicUsize::new(0);
+            let start = AtomicUsize::new(0);
             contended(iters, 2, &|| {
-                // Each thread keeps its own position (thread-local counter).
-                thread_local!(static POS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-                let i = POS.with(|p| {
-                    let mut i = p.get();
-                    if i == 0 {
-                        i = start.fetch_add(n / 2, std::sync::atomic::Ordering::Relaxed) % n;
-                    }
-                    let j = next(&mut i);
-                    p.set(j.max(1));
-                    j
-                });
+                let i = thread_position(&start, n);
                 black_box(&muster).with_label_values(&sets[i]).inc();
             })
         })
@@ -338,19 +339,9 @@ fn labelled_inc_contended(c: &mut Criterion) {
     let pc: PcFamily<RequestLabels, PcCounter> = PcFamily::default();
     g.bench_function("prometheus_client_borrowed", |b| {
         b.iter_custom(|iters| {
-            let start = std::sync::atomic::AtomicUsize::new(0);
+            let start = AtomicUsize::new(0);
             contended(iters, 2, &|| {
-                thread_local!(static POS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-                let i = POS.with(|p| {
-                    let mut i = p.get();
-                    if i == 0 {
-                        i = start.fetch_add(n / 2, std::sync::atomic::Ordering::Relaxed) % n;
-                    }
-                    let j = next(&mut i);
-                    p.set(j.max(1));
-                    j
-                });
-                let [m, r, s] = sets[i];
+                let [m, r, s] = sets[thread_position(&start, n)];
                 black_box(&pc)
                     .get_or_create(&RequestLabels {
                         method: m,
