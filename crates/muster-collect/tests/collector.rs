@@ -39,45 +39,24 @@ fn sums_counters_across_processes_and_sees_growth() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut c = Collector::new(d);
-    add(
-        d,
-        FileKind::Counter,
-        "1",
-        &counter_key("req", &[("r", "/a")]),
-        2.0,
-    );
-    add(
-        d,
-        FileKind::Counter,
-        "2",
-        &counter_key("req", &[("r", "/a")]),
-        3.0,
-    );
+    let req = |id: &str, route: &str, delta: f64| {
+        add(
+            d,
+            FileKind::Counter,
+            id,
+            &counter_key("req", &[("r", route)]),
+            delta,
+        )
+    };
+    req("1", "/a", 2.0);
+    req("2", "/a", 3.0);
     let set = c.collect().unwrap();
     assert_eq!(set.value("req_total", &[("r", "/a")]), Some(5.0));
 
     // New entries appended to a known file, a new file, and a value update.
-    add(
-        d,
-        FileKind::Counter,
-        "1",
-        &counter_key("req", &[("r", "/b")]),
-        1.0,
-    );
-    add(
-        d,
-        FileKind::Counter,
-        "3",
-        &counter_key("req", &[("r", "/a")]),
-        10.0,
-    );
-    add(
-        d,
-        FileKind::Counter,
-        "2",
-        &counter_key("req", &[("r", "/a")]),
-        1.0,
-    );
+    req("1", "/b", 1.0);
+    req("3", "/a", 10.0);
+    req("2", "/a", 1.0);
     let set = c.collect().unwrap();
     assert_eq!(set.value("req_total", &[("r", "/a")]), Some(16.0));
     assert_eq!(set.value("req_total", &[("r", "/b")]), Some(1.0));
