@@ -30,6 +30,13 @@ fn add(writer: &FileWriter, key: &str, delta: f64) {
     slot.store(next.to_bits(), std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Leaves `key` = `value` in `path` as an earlier process would: written by
+/// a writer that is gone before the test opens the file again.
+fn left_by_earlier_writer(path: &Path, key: &str, value: f64) {
+    let writer = FileWriter::open(path).unwrap();
+    add(&writer, key, value);
+}
+
 #[test]
 fn entries_are_appended_and_found_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,10 +82,7 @@ fn a_new_writer_adopts_existing_entries() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("counter_w0.db");
     let key = encode_key("c", "c_total", &[], "");
-    {
-        let writer = FileWriter::open(&path).unwrap();
-        add(&writer, &key, 5.0);
-    }
+    left_by_earlier_writer(&path, &key, 5.0);
     let writer = FileWriter::open(&path).unwrap();
     add(&writer, &key, 1.0);
     assert_eq!(read_all(&path), vec![(key, 6.0)]);
@@ -89,10 +93,7 @@ fn a_corrupt_tail_is_dropped_on_adoption() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("counter_w0.db");
     let good = encode_key("good", "good_total", &[], "");
-    {
-        let writer = FileWriter::open(&path).unwrap();
-        add(&writer, &good, 3.0);
-    }
+    left_by_earlier_writer(&path, &good, 3.0);
     // Claim more bytes are used than hold a whole entry.
     let mut bytes = std::fs::read(&path).unwrap();
     let used = i32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize;
