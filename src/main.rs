@@ -66,45 +66,36 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // Each command's error: the prefix of its message, the exit code and the message.
+    let usage = |message: String| (2, message);
+    let (prefix, result) = match cli.command {
         // The server forks: nothing before it may start a thread.
-        Command::Demo { server } => {
-            return match muster_server::demo::run_demo(&server) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("muster: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            };
-        }
-        Command::Exporter(args) => {
-            return match exporter::run(&args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("muster exporter: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            };
-        }
-        Command::Push(args) => {
-            return match push::run(&args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err((code, message)) => {
-                    eprintln!("muster push: {message}");
-                    ExitCode::from(code)
-                }
-            };
-        }
-        Command::Scrape { dir, format } => scrape(&dir, format),
-        Command::Inspect { path } => inspect(&path),
+        Command::Demo { server } => (
+            "muster",
+            muster_server::demo::run_demo(&server).map_err(|e| (e.exit_code(), e.to_string())),
+        ),
+        Command::Exporter(args) => (
+            "muster exporter",
+            exporter::run(&args)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| (e.exit_code(), e.to_string())),
+        ),
+        Command::Push(args) => ("muster push", push::run(&args).map(|()| ExitCode::SUCCESS)),
+        Command::Scrape { dir, format } => (
+            "muster",
+            scrape(&dir, format)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(usage),
+        ),
+        Command::Inspect { path } => (
+            "muster",
+            inspect(&path).map(|()| ExitCode::SUCCESS).map_err(usage),
+        ),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("muster: {message}");
-            ExitCode::from(2)
-        }
-    }
+    result.unwrap_or_else(|(code, message)| {
+        eprintln!("{prefix}: {message}");
+        ExitCode::from(code)
+    })
 }
 
 fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
