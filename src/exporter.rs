@@ -501,22 +501,13 @@ mod tests {
         let f = h.family();
         let set = muster_collect::MetricSet { families: vec![f] };
         let n = "muster_exporter_scrape_duration_seconds";
-        assert_eq!(
-            set.value(&format!("{n}_bucket"), &[("le", "0.0005")]),
-            Some(1.0)
-        );
-        assert_eq!(
-            set.value(&format!("{n}_bucket"), &[("le", "0.005")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            set.value(&format!("{n}_bucket"), &[("le", "2.5")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            set.value(&format!("{n}_bucket"), &[("le", "+Inf")]),
-            Some(3.0)
-        );
+        for (le, want) in [("0.0005", 1.0), ("0.005", 2.0), ("2.5", 2.0), ("+Inf", 3.0)] {
+            assert_eq!(
+                set.value(&format!("{n}_bucket"), &[("le", le)]),
+                Some(want),
+                "le={le}"
+            );
+        }
         assert_eq!(set.value(&format!("{n}_count"), &[]), Some(3.0));
         assert!((set.value(&format!("{n}_sum"), &[]).unwrap_or(0.0) - 100.0031).abs() < 1e-9);
     }
