@@ -86,14 +86,18 @@ impl RawEntry<'_> {
 /// A `used` of 0 is a file Python created but has not initialised yet: it
 /// holds no entries, so it reads as `HEADER_SIZE`.
 pub fn read_used(data: &[u8]) -> Result<usize, ReadError> {
-    if data.is_empty() {
-        return Err(ReadError::Empty);
-    }
-    if data.len() < HEADER_SIZE {
-        return Err(ReadError::ShortHeader(data.len()));
-    }
+    check_header_fits(data)?;
     let used = i32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
     check_used(used, data.len())
+}
+
+/// Whether `data` is long enough to hold the header.
+fn check_header_fits(data: &[u8]) -> Result<(), ReadError> {
+    match data.len() {
+        0 => Err(ReadError::Empty),
+        len if len < HEADER_SIZE => Err(ReadError::ShortHeader(len)),
+        _ => Ok(()),
+    }
 }
 
 fn check_used(used: i32, size: usize) -> Result<usize, ReadError> {
@@ -251,29 +255,28 @@ impl MappedFile {
     /// The header's `used`, loaded with acquire order and validated.
     pub fn used(&self) -> Result<usize, ReadError> {
         let data = self.bytes();
-        if data.is_empty() {
-            return Err(ReadError::Empty);
-        }
-        if data.len() < HEADER_SIZE {
-            return Err(ReadError::ShortHeader(data.len()));
-        }
+        check_header_fits(data)?;
         // SAFETY: the mapping is page aligned and at least 8 bytes long.
         let used = unsafe { &*(data.as_ptr() as *const AtomicI32) }.load(Ordering::Acquire);
         check_used(used, data.len())
     }
 
+    /// The `N` 8-byte words at `value_pos`, if aligned and inside the mapping.
+    #[inline(always)]
+    fn words<const N: usize>(&self, value_pos: usize) -> Option<&[AtomicU64; N]> {
+        let data = self.bytes();
+        if !value_pos.is_multiple_of(8) || value_pos + 8 * N > data.len() {
+            return None;
+        }
+        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
+        Some(unsafe { &*(data.as_ptr().add(value_pos) as *const [AtomicU64; N]) })
+    }
+
     /// Loads the value alone at `value_pos` (see [`MappedFile::load`]).
     #[inline]
     pub fn load_value(&self, value_pos: usize) -> f64 {
-        let data = self.bytes();
-        if !value_pos.is_multiple_of(8) || value_pos + 8 > data.len() {
-            return 0.0;
-        }
-        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
-        let bits = unsafe {
-            (*(data.as_ptr().add(value_pos) as *const AtomicU64)).load(Ordering::Relaxed)
-        };
-        f64::from_bits(bits)
+        self.words(value_pos)
+            .map_or(0.0, |[v]| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
     /// Loads the value and timestamp at `value_pos` (from a [`RawEntry`]).
@@ -281,19 +284,12 @@ impl MappedFile {
     /// `value_pos` must come from this file's entries, which guarantees it is
     /// 8-byte aligned and within the mapping; anything else reads as 0.
     pub fn load(&self, value_pos: usize) -> (f64, f64) {
-        let data = self.bytes();
-        if !value_pos.is_multiple_of(8) || value_pos + 16 > data.len() {
-            return (0.0, 0.0);
-        }
-        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
-        let (v, t) = unsafe {
-            let p = data.as_ptr().add(value_pos) as *const AtomicU64;
+        self.words(value_pos).map_or((0.0, 0.0), |[v, t]| {
             (
-                (*p).load(Ordering::Relaxed),
-                (*p.add(1)).load(Ordering::Relaxed),
+                f64::from_bits(v.load(Ordering::Relaxed)),
+                f64::from_bits(t.load(Ordering::Relaxed)),
             )
-        };
-        (f64::from_bits(v), f64::from_bits(t))
+        })
     }
 }
 
@@ -351,6 +347,26 @@ mod tests {
         assert!(matches!(read_used(&data), Err(ReadError::BadUsed { .. })));
         data[..4].copy_from_slice(&0i32.to_ne_bytes());
         assert_eq!(read_used(&data), Ok(HEADER_SIZE));
+    }
+
+    #[test]
+    fn mapped_loads_read_entries_and_refuse_other_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        std::fs::write(&path, file_with(&["a", "bb"])).unwrap();
+        let map = MappedFile::open(&path).unwrap();
+        let used = map.used().unwrap();
+        let got: Vec<_> = entries(map.bytes(), HEADER_SIZE, used)
+            .map(|e| e.unwrap().value_pos)
+            .map(|pos| (map.load_value(pos), map.load(pos)))
+            .collect();
+        assert_eq!(got, [(0.0, (0.0, 0.0)), (1.0, (1.0, 0.0))]);
+        // Misaligned, or running past the mapping: 0, never a bad read.
+        let last = used - 8;
+        assert_eq!(map.load(HEADER_SIZE + 1), (0.0, 0.0));
+        assert_eq!(map.load_value(HEADER_SIZE + 1), 0.0);
+        assert_eq!(map.load(last), (0.0, 0.0));
+        assert_eq!(map.load_value(used), 0.0);
     }
 
     #[test]
