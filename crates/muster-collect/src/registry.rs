@@ -81,33 +81,30 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
         MetricKind::Histogram => {
             let mut metric =
                 encoder.encode_descriptor(&family.name, &help, None, MetricType::Histogram)?;
-            // Samples come per label set: buckets (cumulative), _count, _sum.
-            let mut buckets: Vec<(f64, u64)> = Vec::new();
-            let mut previous = 0.0;
-            let mut count = 0.0;
+            // One histogram per label set (`le` aside): its buckets (cumulative),
+            // `_count` and `_sum`, as far as the files had them.
+            let mut series: Option<HistogramParts> = None;
             for sample in &family.samples {
-                if sample.name.ends_with("_bucket") {
-                    let le = sample
-                        .labels
-                        .get("le")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(f64::INFINITY);
-                    buckets.push((le, (sample.value - previous).max(0.0).round() as u64));
-                    previous = sample.value;
-                } else if sample.name.ends_with("_count") {
-                    count = sample.value;
-                } else {
-                    metric
-                        .encode_family(&sample.labels.pairs())?
-                        .encode_histogram::<NoLabelSet>(
-                            sample.value,
-                            count.round() as u64,
-                            &buckets,
-                            None,
-                        )?;
-                    buckets.clear();
-                    previous = 0.0;
-                }
+                let base: Vec<(String, String)> = sample
+                    .labels
+                    .pairs()
+                    .iter()
+                    .filter(|(name, _)| name != "le")
+                    .cloned()
+                    .collect();
+                let parts = match &mut series {
+                    Some(parts) if parts.base == base => parts,
+                    _ => {
+                        if let Some(done) = series.take() {
+                            done.encode(&mut metric)?;
+                        }
+                        series.insert(HistogramParts::new(base))
+                    }
+                };
+                parts.add(sample);
+            }
+            if let Some(done) = series {
+                done.encode(&mut metric)?;
             }
         }
         MetricKind::Summary => {
@@ -123,6 +120,61 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
         }
     }
     Ok(())
+}
+
+/// The samples of one histogram label set, gathered for the crate's encoder.
+struct HistogramParts {
+    /// The label set without `le`.
+    base: Vec<(String, String)>,
+    /// Upper bound and non-cumulative count.
+    buckets: Vec<(f64, u64)>,
+    /// The last cumulative bucket value.
+    previous: f64,
+    sum: Option<f64>,
+}
+
+impl HistogramParts {
+    fn new(base: Vec<(String, String)>) -> HistogramParts {
+        HistogramParts {
+            base,
+            buckets: Vec::new(),
+            previous: 0.0,
+            sum: None,
+        }
+    }
+
+    fn add(&mut self, sample: &crate::model::Sample) {
+        if sample.name.ends_with("_bucket") {
+            let le = sample
+                .labels
+                .get("le")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::INFINITY);
+            let count = (sample.value - self.previous).max(0.0).round() as u64;
+            self.buckets.push((le, count));
+            self.previous = sample.value;
+        } else if sample.name.ends_with("_sum") {
+            self.sum = Some(sample.value);
+        }
+        // `_count` is the last cumulative bucket, which `previous` holds.
+    }
+
+    /// The crate has no histogram without a sum: a label set whose files held
+    /// buckets but no `_sum` entry (a foreign or partly written file) goes out
+    /// with a NaN sum rather than not at all.
+    fn encode(
+        self,
+        metric: &mut prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), fmt::Error> {
+        metric
+            .encode_family(&self.base)?
+            .encode_histogram::<NoLabelSet>(
+                self.sum.unwrap_or(f64::NAN),
+                self.previous.round() as u64,
+                &self.buckets,
+                None,
+            )
+    }
 }
 
 /// A merged value, encoded as the crate's counter or gauge.
