@@ -16,8 +16,11 @@ fn add(dir: &Path, sample: &str, labels: &[(&str, &str)], delta: f64) {
     slot.store(v.to_bits(), Ordering::Relaxed);
 }
 
-/// The bridge's exposition of `dir`, parsed back: (sample name, labels, value).
-fn bridged(dir: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// A parsed sample: name, labels in name order, value.
+type Parsed = (String, Vec<(String, String)>, f64);
+
+/// The bridge's exposition of `dir`, parsed back.
+fn bridged(dir: &Path) -> Vec<Parsed> {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(MultiprocessCollector::new(dir)));
     let mut text = String::new();
@@ -35,11 +38,7 @@ fn bridged(dir: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
         .collect()
 }
 
-fn value(
-    samples: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn value(samples: &[Parsed], name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut want: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
