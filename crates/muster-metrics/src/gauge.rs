@@ -56,8 +56,9 @@ impl Gauge {
         }
     }
 
-    /// Adds `amount` (which may be negative; in the most-recent modes the
-    /// timestamp is set too).
+    /// Adds `amount` (which may be negative). In the most-recent modes the
+    /// timestamp is set too, so the change counts as this process's latest
+    /// value (Python refuses `inc`/`dec` in those modes).
     #[inline]
     pub fn add(&self, amount: f64) {
         if self.most_recent {
