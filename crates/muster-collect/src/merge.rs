@@ -538,6 +538,12 @@ impl Collector {
                     let bound = parse_python_float(&text)
                         .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
                     Some(self.bucket_slot(family, labels.clone(), bound))
+                } else if *sample != *format!("{}_sum", key.family) {
+                    // Python and muster write only buckets and `_sum`; `_count`
+                    // comes from the buckets. Anything else is not added into `_sum`.
+                    return Err(format!(
+                        "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
+                    ));
                 } else {
                     let h = self.histogram_series(family, labels.clone());
                     let slot = match self.histograms[h as usize].sum {

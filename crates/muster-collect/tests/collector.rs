@@ -141,6 +141,39 @@ fn histograms_are_cumulative_with_count() {
 }
 
 #[test]
+fn a_foreign_histogram_entry_is_an_error_not_part_of_the_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sum = encode_key("lat", "lat_sum", &[("r", "x")], "h");
+    let bucket = encode_key("lat", "lat_bucket", &[("le", "+Inf"), ("r", "x")], "h");
+    add(d, FileKind::Histogram, "1", &bucket, 2.0);
+    add(d, FileKind::Histogram, "1", &sum, 4.5);
+    // Neither Python nor muster writes a histogram's `_count`; a file that does
+    // must not have it added into `_sum`.
+    let count = encode_key("lat", "lat_count", &[("r", "x")], "h");
+    add(d, FileKind::Histogram, "2", &count, 100.0);
+    let mut c = Collector::new(d);
+    let set = c.collect().unwrap();
+    let fam = set.family("lat").unwrap();
+    let value = |name: &str| {
+        fam.samples
+            .iter()
+            .find(|s| *s.name == *name && s.labels.get("le").is_none())
+            .map(|s| s.value)
+    };
+    assert_eq!(value("lat_sum"), Some(4.5));
+    assert_eq!(value("lat_count"), Some(2.0));
+    assert_eq!(c.errors_total(), 1);
+    assert!(
+        c.last_errors()
+            .iter()
+            .any(|(file, problem)| file.contains("_2.db") && problem.contains("lat_count")),
+        "{:?}",
+        c.last_errors()
+    );
+}
+
+#[test]
 fn deleted_and_replaced_files_are_noticed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
