@@ -311,6 +311,13 @@ impl<A: AppFactory> Supervisor<A> {
                 self.target -= 1;
                 info!(workers = self.target, "scale down (SIGTTOU)");
             }
+            SIGTTIN | SIGTTOU if self.phase == Phase::Running => {
+                info!(
+                    signal = signals::name(sig),
+                    workers = self.target,
+                    "scaling ignored: the worker count is at its limit"
+                );
+            }
             _ => {}
         }
     }
