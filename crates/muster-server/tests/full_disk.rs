@@ -375,12 +375,12 @@ fn full_tmpfs_workers_keep_serving_and_the_condition_is_exported() {
         "the mount leaked"
     );
 
-    // Last, as it is a known failure: the server must not leave empty metric
-    // files behind. A process whose file cannot get its first 64 KiB on the
-    // full tmpfs leaves it at 0 bytes; muster's scrapes then count it as a bad
-    // file on every scrape (muster_scrape_errors_total, "skipping bad metric
-    // file ... empty file"), and Python's MultiProcessCollector, reading the
-    // same directory, fails the whole scrape on it.
+    // The server must not leave empty metric files behind. A file that could
+    // not get its first 64 KiB on the full tmpfs would be 0 bytes: muster's
+    // scrapes would count it as a bad file on every scrape, and Python's
+    // MultiProcessCollector, reading the same directory, would fail the whole
+    // scrape on it. The writer creates a file aside and links it into place
+    // only once its space is reserved, so none appears.
     let empty: Vec<&String> = files
         .iter()
         .filter(|(_, len)| *len == 0)
