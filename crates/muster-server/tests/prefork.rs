@@ -233,12 +233,16 @@ fn ttin_and_ttou_change_the_worker_count() {
     assert_eq!(rss_series, 1, "{m}");
     // Never below one worker: the supervisor says it ignored the signal.
     server.signal(Signal::SIGTTOU);
-    wait_for("the supervisor to ignore SIGTTOU at one worker", BOOT, || {
-        server
-            .log_text()
-            .contains("scaling ignored: the worker count is at its limit")
-            .then_some(())
-    });
+    wait_for(
+        "the supervisor to ignore SIGTTOU at one worker",
+        BOOT,
+        || {
+            server
+                .log_text()
+                .contains("scaling ignored: the worker count is at its limit")
+                .then_some(())
+        },
+    );
     assert_eq!(server.get("/").0, 200);
     assert_eq!(server.workers().len(), 1);
     assert_eq!(sample(&server.metrics(), "muster_workers", &[]), 1.0);
