@@ -327,7 +327,7 @@ def soak_section(w, res):
     w("and the counters. Every worker is replaced after %d requests, so the run goes through" % k["max_requests"])
     w("%s worker lifetimes. The script fails when the last quarter of the run is worse than" %
       "{:,.0f}".format(samples[-1]["restarts"]))
-    w("the first (after 10% warm-up): supervisor RSS +1 MiB, any more fds, more files, /metrics")
+    w("the first (after 10% warm-up): supervisor RSS +1 MiB, any more fds, files beyond one more worker slot's, /metrics")
     w("time more than 2x + 5 ms; or when a counter goes down or a scrape fails.")
     w("")
     t_end = samples[-1]["t"]
