@@ -5,6 +5,13 @@
 //! Extra routes for tests: `GET /slow/{ms}` answers after sleeping (asynchronously),
 //! `GET /spin/{ms}` busy-loops the worker's runtime thread. `--fail-boot` makes every
 //! worker fail while building its app.
+//!
+//! Faults for the supervision tests: `--fail-boot-if FILE` (building the app fails,
+//! exit code 3, while FILE exists), `--crash-boot-if FILE` (the worker exits 1 before
+//! it is ready while FILE exists), `--post-fork-delay MS` (the worker sleeps right
+//! after fork, before its runtime exists), `--thread-on-reload` (the reload hook
+//! leaves a thread running in the supervisor), `--atexit-marker` (an `atexit` handler
+//! registered before the server starts prints `atexit handler ran in pid N`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,11 +34,34 @@ struct Cli {
     /// Make every worker fail to boot.
     #[arg(long)]
     fail_boot: bool,
+    #[command(flatten)]
+    faults: Faults,
+}
+
+/// Faults the supervision tests inject.
+#[derive(clap::Args, Clone, Default)]
+struct Faults {
+    /// Building the app fails (exit code 3) while this file exists.
+    #[arg(long, value_name = "FILE")]
+    fail_boot_if: Option<std::path::PathBuf>,
+    /// The worker exits with code 1 before it is ready while this file exists.
+    #[arg(long, value_name = "FILE")]
+    crash_boot_if: Option<std::path::PathBuf>,
+    /// Milliseconds each worker sleeps right after fork.
+    #[arg(long, value_name = "MS")]
+    post_fork_delay: Option<u64>,
+    /// The reload hook starts a thread that keeps running.
+    #[arg(long)]
+    thread_on_reload: bool,
+    /// Register an atexit handler that prints its pid.
+    #[arg(long)]
+    atexit_marker: bool,
 }
 
 struct TestApp {
     inner: DemoApp,
     fail_boot: bool,
+    faults: Faults,
 }
 
 #[derive(Clone)]
@@ -82,6 +112,23 @@ impl AppFactory for TestApp {
         if self.fail_boot {
             return Err("failing on purpose (--fail-boot)".into());
         }
+        if self
+            .faults
+            .fail_boot_if
+            .as_ref()
+            .is_some_and(|f| f.exists())
+        {
+            return Err("failing on purpose (--fail-boot-if)".into());
+        }
+        if self
+            .faults
+            .crash_boot_if
+            .as_ref()
+            .is_some_and(|f| f.exists())
+        {
+            eprintln!("crashing on purpose (--crash-boot-if)");
+            std::process::exit(1);
+        }
         Ok(TestService {
             inner: self.inner.build(ctx)?,
         })
@@ -97,6 +144,28 @@ impl AppFactory for TestApp {
     fn before_fork(&mut self, ctx: &ServerContext) -> Result<(), BoxError> {
         self.inner.before_fork(ctx)
     }
+
+    fn on_reload(&mut self, _ctx: &ServerContext) -> Result<(), BoxError> {
+        if self.faults.thread_on_reload {
+            std::thread::spawn(|| loop {
+                std::thread::park();
+            });
+        }
+        Ok(())
+    }
+
+    fn post_fork(&self, _ctx: &WorkerContext) -> Result<(), BoxError> {
+        if let Some(ms) = self.faults.post_fork_delay {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        Ok(())
+    }
+}
+
+extern "C" fn atexit_marker() {
+    let line = format!("atexit handler ran in pid {}\n", std::process::id());
+    // SAFETY: writes a buffer we own to stderr.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
 
 fn main() -> ExitCode {
@@ -109,12 +178,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if cli.faults.atexit_marker {
+        // SAFETY: registers a plain function.
+        unsafe { libc::atexit(atexit_marker) };
+    }
     let result = cli.server.to_config().and_then(|config| {
         muster_server::run(
             config,
             TestApp {
                 inner: demo_app(),
                 fail_boot: cli.fail_boot,
+                faults: cli.faults.clone(),
             },
         )
     });

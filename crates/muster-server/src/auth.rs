@@ -95,11 +95,10 @@ fn weak_reason(user: &str, hash: &str) -> Option<String> {
 }
 
 impl BasicAuth {
-    /// Checks the users (names usable in basic auth, hashes that are bcrypt, no weak
-    /// password unless allowed); `err` makes an error naming a field.
+    /// Checks the users (names usable in basic auth, hashes that are bcrypt); `err`
+    /// makes an error naming a field. Weak passwords: [`BasicAuth::check_weak`].
     pub(crate) fn new(
         users: BTreeMap<String, String>,
-        allow_weak: bool,
         err: impl Fn(&str, String) -> ServerError,
     ) -> Result<BasicAuth, ServerError> {
         let mut out = Vec::new();
@@ -131,7 +130,30 @@ impl BasicAuth {
                     "bcrypt cost below 10 makes guessing the password cheaper"
                 );
             }
-            if let Some(reason) = weak_reason(&name, &hash) {
+            out.push(User {
+                name,
+                hash,
+                verified: Mutex::new(None),
+            });
+        }
+        Ok(BasicAuth {
+            users: out,
+            failed: Mutex::new(VecDeque::new()),
+            permits: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+        })
+    }
+
+    /// Refuses a user whose password is a known-weak one (bcrypt of each candidate
+    /// against each hash: slow by design), unless `allow_weak`, which logs a warning
+    /// per weak user instead.
+    pub(crate) fn check_weak(
+        &self,
+        allow_weak: bool,
+        err: impl Fn(&str, String) -> ServerError,
+    ) -> Result<(), ServerError> {
+        for User { name, hash, .. } in &self.users {
+            let field = format!("basic_auth_users.{name}");
+            if let Some(reason) = weak_reason(name, hash) {
                 if allow_weak {
                     tracing::warn!(user = %name, %reason, "weak credentials allowed by --allow-weak-credentials");
                 } else {
@@ -146,17 +168,8 @@ impl BasicAuth {
                     ));
                 }
             }
-            out.push(User {
-                name,
-                hash,
-                verified: Mutex::new(None),
-            });
         }
-        Ok(BasicAuth {
-            users: out,
-            failed: Mutex::new(VecDeque::new()),
-            permits: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
-        })
+        Ok(())
     }
 
     /// The configured user names.
@@ -250,6 +263,16 @@ mod tests {
         ServerError::Config(format!("{field}: {m}"))
     }
 
+    /// The users, with the weak-password check applied.
+    fn checked(
+        users: BTreeMap<String, String>,
+        allow_weak: bool,
+    ) -> Result<BasicAuth, ServerError> {
+        let auth = BasicAuth::new(users, err)?;
+        auth.check_weak(allow_weak, err)?;
+        Ok(auth)
+    }
+
     fn basic(user: &str, pass: &str) -> HeaderValue {
         let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         HeaderValue::from_str(&format!("Basic {b}")).expect("header")
@@ -263,7 +286,7 @@ mod tests {
             ("bob", "bob", "user name"),
             ("carl", "changeme", "\"changeme\""),
         ] {
-            let e = BasicAuth::new(users(&[(u, p)]), false, err)
+            let e = checked(users(&[(u, p)]), false)
                 .err()
                 .unwrap_or_else(|| panic!("{u}:{p} accepted"));
             let m = e.to_string();
@@ -273,11 +296,11 @@ mod tests {
                 "{m}"
             );
         }
-        assert!(BasicAuth::new(users(&[("metrics", "secret")]), true, err).is_ok());
-        assert!(BasicAuth::new(users(&[("ann", "Vx9-long-random")]), false, err).is_ok());
+        assert!(checked(users(&[("metrics", "secret")]), true).is_ok());
+        assert!(checked(users(&[("ann", "Vx9-long-random")]), false).is_ok());
         let mut plain = BTreeMap::new();
         plain.insert("ann".to_string(), "hunter2-plaintext".to_string());
-        let e = BasicAuth::new(plain, false, err).err().expect("plain text");
+        let e = checked(plain, false).err().expect("plain text");
         assert!(e.to_string().contains("not a bcrypt hash"), "{e}");
     }
 
@@ -289,7 +312,7 @@ mod tests {
             "prometheus".to_string(),
             "$2y$04$CuoRgIu1M5IfDCWBzMPWUeG3nfk6dZp1EvUE6UN1rwgSxNs6WJ6mK".to_string(),
         );
-        let auth = BasicAuth::new(users, false, err).expect("htpasswd hash accepted");
+        let auth = checked(users, false).expect("htpasswd hash accepted");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -364,8 +387,7 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let mut auth =
-            BasicAuth::new(users(&[("ann", "Vx9-long-random")]), false, err).expect("ok");
+        let mut auth = checked(users(&[("ann", "Vx9-long-random")]), false).expect("ok");
         rt.block_on(async {
             assert!(!auth.check(None).await);
             assert!(!auth.check(Some(&basic("ann", "wrong"))).await);

@@ -24,6 +24,7 @@
 //! web_config_file = "/etc/muster/web.yml"
 //! header_read_timeout = 10
 //! keepalive = 5
+//! handler_timeout = 60
 //! limit_request_fields = 100
 //! max_header_bytes = 32768
 //! max_requests_per_connection = 1000
@@ -88,6 +89,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub keepalive: Duration,
+    /// An application request without a response head after this long is answered
+    /// 504 Gateway Timeout; zero = no limit. (`timeout` is the heartbeat of a hung
+    /// worker, not a request limit.)
+    pub handler_timeout: Duration,
     /// Most header fields in a request (more: 431).
     pub limit_request_fields: usize,
     /// Most bytes of request line and headers (more: 431); at least 8192.
@@ -124,6 +129,7 @@ impl Default for Config {
             allow_weak_credentials: false,
             header_read_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(5),
+            handler_timeout: Duration::from_secs(60),
             limit_request_fields: 100,
             max_header_bytes: 32 * 1024,
             max_requests_per_connection: 1000,
@@ -166,6 +172,7 @@ struct Overrides {
     web_config_file: Option<PathBuf>,
     header_read_timeout: Option<f64>,
     keepalive: Option<f64>,
+    handler_timeout: Option<f64>,
     limit_request_fields: Option<usize>,
     max_header_bytes: Option<usize>,
     max_requests_per_connection: Option<u64>,
@@ -226,6 +233,10 @@ pub struct ServerArgs {
     /// Close a connection idle (no request in progress) for this many seconds [default: 5]
     #[arg(long = "keep-alive", value_name = "SECONDS")]
     pub keepalive: Option<f64>,
+    /// Answer 504 when an application request has no response after this many
+    /// seconds; 0 = no limit [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub handler_timeout: Option<f64>,
     /// Most header fields per request [default: 100]
     #[arg(long, value_name = "N")]
     pub limit_request_fields: Option<usize>,
@@ -264,6 +275,7 @@ impl ServerArgs {
             web_config_file: self.web_config_file.clone(),
             header_read_timeout: self.header_read_timeout,
             keepalive: self.keepalive,
+            handler_timeout: self.handler_timeout,
             limit_request_fields: self.limit_request_fields,
             max_header_bytes: self.max_header_bytes,
             max_requests_per_connection: self.max_requests_per_connection,
@@ -325,6 +337,10 @@ impl Overrides {
         set(
             &mut config.keepalive,
             secs(self.keepalive, "keepalive", "--keep-alive")?,
+        );
+        set(
+            &mut config.handler_timeout,
+            secs(self.handler_timeout, "handler_timeout", "--handler-timeout")?,
         );
         set(&mut config.limit_request_fields, self.limit_request_fields);
         set(&mut config.max_header_bytes, self.max_header_bytes);

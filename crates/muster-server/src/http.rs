@@ -171,6 +171,9 @@ pub(crate) struct Shared {
     /// Recycle after this many requests (0 = never).
     pub request_limit: u64,
     pub drain: tokio::sync::Notify,
+    /// An application request still without a response head after this long is
+    /// answered 504 (`--handler-timeout`; `None` = no limit).
+    pub handler_timeout: Option<std::time::Duration>,
     /// The web config file: basic auth for `/metrics` (and, with `protect_health`, the
     /// health endpoints).
     pub web: Option<Arc<WebConfig>>,
@@ -295,7 +298,7 @@ async fn instrumented<S: AppService>(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let Some(metrics) = &shared.metrics else {
-        return call(&mut svc, req).await.0;
+        return call(&mut svc, req, shared.handler_timeout).await.0;
     };
     let method = method_label(req.method());
     let route: &str = shared
@@ -307,7 +310,7 @@ async fn instrumented<S: AppService>(
     gauge.inc();
     let guard = InProgress(gauge);
     let start = Instant::now();
-    let (resp, template) = call(&mut svc, req).await;
+    let (resp, template) = call(&mut svc, req, shared.handler_timeout).await;
     let elapsed = start.elapsed().as_secs_f64();
     let route = template.as_deref().unwrap_or(route);
     let status = resp.status();
@@ -318,11 +321,12 @@ async fn instrumented<S: AppService>(
     resp
 }
 
-/// Calls the user's service; an error becomes a 500. Returns the response and the
-/// route template it names, if any.
+/// Calls the user's service; an error becomes a 500, no response head within
+/// `timeout` a 504. Returns the response and the route template it names, if any.
 async fn call<S: AppService>(
     svc: &mut S,
     req: Request<Incoming>,
+    timeout: Option<std::time::Duration>,
 ) -> (Response<ResponseBody>, Option<String>) {
     if let Err(e) = std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
         let e: BoxError = e.into();
@@ -332,7 +336,21 @@ async fn call<S: AppService>(
             None,
         );
     }
-    match svc.call(req).await {
+    let fut = svc.call(req);
+    let result = match timeout {
+        None => fut.await,
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(
+                    timeout_ms = limit.as_millis() as u64,
+                    "handler timeout: no response in time; answering 504"
+                );
+                return (text(StatusCode::GATEWAY_TIMEOUT, "handler timeout\n"), None);
+            }
+        },
+    };
+    match result {
         Ok(mut resp) => {
             // Taken out (it is only a label), so no copy of the string is made.
             let template = resp.extensions_mut().remove::<RouteTemplate>().map(|t| t.0);

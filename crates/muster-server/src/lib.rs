@@ -50,8 +50,9 @@ pub use bytes::Bytes;
 pub use config::{Config, ServerArgs};
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
-pub use supervisor::run;
+pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram};
 pub use webconfig::WebConfig;
+pub use worker::WorkerParams;
 
 /// A boxed error, as returned by user factories and services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -80,6 +81,15 @@ pub enum ServerError {
     /// The application's preparation hook failed.
     #[error("application setup failed: {0}")]
     App(String),
+    /// A worker exited with [`supervisor::EXIT_BOOT_ERROR`] before it became ready:
+    /// its boot is hopeless (the application cannot be built), so the server stopped.
+    #[error("worker {worker} died before becoming ready with a boot error ({last}); stopping")]
+    WorkerBootError {
+        /// The worker's id (`w<slot>`).
+        worker: String,
+        /// How it ended.
+        last: String,
+    },
     /// Workers kept dying before they ever became ready.
     #[error("{failures} workers in a row died before becoming ready (last: {last}); giving up")]
     WorkerBootFailed {
@@ -105,7 +115,7 @@ impl ServerError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ServerError::Config(_) | ServerError::Bind { .. } | ServerError::MultiprocDir(_) => 2,
-            ServerError::WorkerBootFailed { .. } => 3,
+            ServerError::WorkerBootFailed { .. } | ServerError::WorkerBootError { .. } => 3,
             _ => 1,
         }
     }
@@ -207,8 +217,16 @@ pub trait AppFactory: Send + 'static {
         Ok(())
     }
 
-    /// Runs in the supervisor on SIGHUP, before the workers are replaced.
+    /// Runs in the supervisor on SIGHUP, before the workers are replaced. Must not
+    /// leave threads running: the supervisor refuses to fork while it has more than one.
     fn on_reload(&mut self, _ctx: &ServerContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Runs in each worker right after fork, before its runtime exists and before
+    /// [`AppFactory::build`] (gunicorn's `post_fork`): reseed, drop what the
+    /// supervisor held. An error stops the worker as a boot error.
+    fn post_fork(&self, _ctx: &WorkerContext) -> Result<(), BoxError> {
         Ok(())
     }
 }

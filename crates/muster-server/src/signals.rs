@@ -1,89 +1,144 @@
-//! The supervisor's signals: handlers only set a flag and write a byte to a self-pipe
-//! (both done by signal-hook); the supervisor's loop polls the pipe with a timeout and
-//! acts on the flags.
+//! Signals around the supervisor and its forks.
+//!
+//! The supervisor's handlers only count the signal (an atomic add) and write a byte
+//! to a self-pipe (`write(2)`, async-signal-safe); the loop polls the pipe with a
+//! timeout and acts on the counts. Counting, not flagging: three `kill -TTIN` are
+//! three workers more (gunicorn queues up to five signals; so do we, per signal).
+//!
+//! The handlers are installed with `sigaction(2)` directly, not through a registry
+//! that keeps its own handler installed, because a forked child must get the
+//! *default* dispositions back: every signal is blocked around `fork` (so none is
+//! handled by the supervisor's handler in the child, or lost in between), the child
+//! resets the supervisor's signals to `SIG_DFL`, and unblocks only once its own
+//! handlers are in place ([`restore`]); a signal sent meanwhile stays pending and is
+//! delivered then.
 
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
-use signal_hook::SigId;
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 
 /// The signals the supervisor acts on, in the order they are handled.
-pub(crate) const HANDLED: [i32; 7] = [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU];
+pub(crate) const HANDLED: [Signal; 7] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
-/// Recorded signals and the pipe that wakes the loop.
+/// Most signals of one kind queued between two turns of the loop (gunicorn's limit).
+pub(crate) const MAX_QUEUED: u32 = 5;
+
+/// Per-signal counts, indexed by signal number.
+static COUNTS: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
+/// The write end of the self-pipe, or -1.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn record(sig: libc::c_int) {
+    if let Some(c) = usize::try_from(sig).ok().and_then(|i| COUNTS.get(i)) {
+        c.fetch_add(1, Ordering::AcqRel);
+    }
+    let fd = WAKE_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        let saved = nix::errno::Errno::last_raw();
+        // SAFETY: write(2) is async-signal-safe; a full pipe already wakes the loop.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+        nix::errno::Errno::set_raw(saved);
+    }
+}
+
+/// The supervisor's recorded signals and the pipe that wakes its loop.
 pub(crate) struct SignalState {
-    flags: Vec<(i32, Arc<AtomicBool>)>,
-    ids: Vec<SigId>,
-    read: Option<UnixStream>,
-    write: Option<UnixStream>,
+    read: UnixStream,
+    _write: UnixStream,
 }
 
 impl SignalState {
-    /// Installs the handlers.
+    /// Installs the handlers. Call once, in the supervisor.
     pub(crate) fn install() -> std::io::Result<SignalState> {
         let (read, write) = UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
-        let mut flags = Vec::new();
-        let mut ids = Vec::new();
-        for &sig in &HANDLED {
-            let flag = Arc::new(AtomicBool::new(false));
-            // Flag first, then the pipe: the loop drains the pipe before reading flags.
-            ids.push(signal_hook::flag::register(sig, Arc::clone(&flag))?);
-            ids.push(signal_hook::low_level::pipe::register(
-                sig,
-                write.try_clone()?,
-            )?);
-            flags.push((sig, flag));
+        WAKE_FD.store(write.as_raw_fd(), Ordering::Release);
+        let action = SigAction::new(
+            SigHandler::Handler(record),
+            SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+            SigSet::empty(),
+        );
+        for sig in HANDLED {
+            // SAFETY: `record` only does async-signal-safe work (atomics, write(2)).
+            unsafe { sigaction(sig, &action) }.map_err(std::io::Error::from)?;
         }
         Ok(SignalState {
-            flags,
-            ids,
-            read: Some(read),
-            write: Some(write),
+            read,
+            _write: write,
         })
     }
 
     /// Waits up to `timeout` for a signal, then returns the signals that arrived since
-    /// the last call (each at most once, in [`HANDLED`] order).
-    pub(crate) fn wait(&mut self, timeout: Duration) -> Vec<i32> {
-        if let Some(read) = &mut self.read {
-            let ms = timeout.as_millis().min(60_000) as u16;
-            let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(ms));
-            let mut buf = [0u8; 256];
-            while let Ok(n) = read.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
+    /// the last call, in [`HANDLED`] order, each as often as it arrived (at most
+    /// [`MAX_QUEUED`] times).
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Vec<Signal> {
+        let ms = timeout.as_millis().min(60_000) as u16;
+        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        let mut buf = [0u8; 256];
+        while let Ok(n) = self.read.read(&mut buf) {
+            if n == 0 {
+                break;
             }
         }
-        self.flags
-            .iter()
-            .filter(|(_, f)| f.swap(false, Ordering::AcqRel))
-            .map(|(s, _)| *s)
-            .collect()
-    }
-
-    /// In a freshly forked worker: removes the supervisor's actions and closes the pipe,
-    /// so a signal to the worker never reaches the supervisor's loop. (The worker's own
-    /// runtime registers what it needs afterwards.)
-    pub(crate) fn forget_in_child(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
+        let mut out = Vec::new();
+        for sig in HANDLED {
+            let n = COUNTS[sig as usize].swap(0, Ordering::AcqRel);
+            out.extend(std::iter::repeat_n(sig, n.min(MAX_QUEUED) as usize));
         }
-        self.read = None;
-        self.write = None;
+        out
     }
 }
 
-/// Human-readable name of a signal number.
-pub(crate) fn name(sig: i32) -> &'static str {
-    signal_hook::low_level::signal_name(sig).unwrap_or("unknown signal")
+/// Blocks every signal in this thread; returns the mask to restore (see [`restore`]).
+/// Used around `fork`, so that no signal is handled in the window where the child
+/// still has the supervisor's handlers.
+pub(crate) fn block_all() -> SigSet {
+    let mut old = SigSet::empty();
+    // Cannot fail with valid arguments.
+    let _ = sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Restores a signal mask saved by [`block_all`]: in the supervisor right after
+/// `fork`, in a child once its own handlers are in place (signals that arrived since
+/// the fork are delivered then).
+pub(crate) fn restore(mask: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+}
+
+/// In a freshly forked child (signals still blocked): gives every signal the
+/// supervisor handles its default disposition back and forgets the self-pipe, so a
+/// signal to the child never reaches the supervisor's loop, and the child's own
+/// handlers (tokio's) install cleanly.
+pub(crate) fn reset_in_child() {
+    WAKE_FD.store(-1, Ordering::Release);
+    for c in &COUNTS {
+        c.store(0, Ordering::Relaxed);
+    }
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in HANDLED {
+        // SAFETY: installing SIG_DFL runs no code of ours.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
 }

@@ -1,10 +1,17 @@
 //! The supervisor: a single-threaded loop that forks workers and keeps them alive.
 //!
-//! Signal handlers only record (see `signals`); the loop wakes on a signal or every
+//! Signal handlers only count (see `signals`); the loop wakes on a signal or every
 //! tick, then, in order: acts on recorded signals, reaps every exited child with
 //! `waitpid(-1, WNOHANG)`, notices readiness and silence (heartbeats in the shared
 //! [`Scoreboard`]), and brings the set of workers to what it should be (spawning with
 //! backoff, rolling replacement after SIGHUP, scaling after TTIN/TTOU).
+//!
+//! What a worker process runs is a [`WorkerProgram`]: the supervisor forks (signals
+//! blocked, the single-thread check before every fork), gives the child its slot,
+//! default signal dispositions and `PR_SET_PDEATHSIG`, then hands it to the program
+//! and leaves with `_exit`. [`ForkedApp`] serves an [`AppFactory`] on tokio + hyper
+//! in the forked process; a program that execs a foreign command (`muster run`)
+//! is a second strategy over the same loop.
 //!
 //! Worker slots: every application worker holds a slot number `k` and writes its
 //! metrics into files with id `w<k>`. A replacement for a dead worker takes the most
@@ -21,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 use tracing::{error, info, warn};
@@ -34,12 +41,13 @@ use crate::scoreboard::{now_ms, Scoreboard, SlotState, MAX_APP_WORKERS, METRICS_
 use crate::signals::{self, SignalState};
 use crate::webconfig::WebConfig;
 use crate::worker::{self, WorkerKind, WorkerParams};
-use crate::{AppFactory, ServerContext, ServerError};
+use crate::{AppFactory, BoxError, ServerContext, ServerError};
 
 /// Exit code of a worker that stopped because it reached `max_requests`.
 pub(crate) const EXIT_RECYCLED: i32 = 0;
-/// Exit code of a worker whose application failed to build.
-pub(crate) const EXIT_BOOT_ERROR: i32 = 3;
+/// Exit code of a worker whose boot is hopeless (gunicorn's `WORKER_BOOT_ERROR`): the
+/// application failed to build. The supervisor stops at once instead of retrying.
+pub const EXIT_BOOT_ERROR: i32 = 3;
 
 /// A worker living this long resets the restart backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
@@ -47,15 +55,104 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long quick-stopping workers get before SIGKILL.
 const QUICK_STOP: Duration = Duration::from_secs(1);
+/// How long a hung worker gets after SIGABRT (to log its backtrace) before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the server until it is stopped: prepares the multiprocess directory, binds the
-/// listeners, forks the workers and supervises them. Returns `ExitCode::SUCCESS` after
-/// SIGTERM, SIGINT or SIGQUIT, and an error when startup fails or workers keep dying
-/// before becoming ready.
+/// Why a worker process ended, as the supervisor judges it when it reaps the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It died (or exited) on its own after it had been ready.
+    Crash,
+    /// It stopped heartbeating for `--timeout` and was aborted.
+    Timeout,
+    /// It reached `--max-requests` and drained itself.
+    Recycle,
+    /// It died before it ever became ready.
+    BootFailure,
+    /// It exited with [`EXIT_BOOT_ERROR`] before it became ready: retrying cannot help.
+    BootError,
+    /// It was replaced by a reload (SIGHUP).
+    Reload,
+    /// It was stopped because the worker count went down (SIGTTOU, reload).
+    ScaleDown,
+    /// It was stopped with the server.
+    Shutdown,
+}
+
+impl ExitReason {
+    /// The name used in logs and as the `reason` label of
+    /// `muster_worker_restarts_total` (boot errors count as `boot_failure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Crash => "crash",
+            ExitReason::Timeout => "timeout",
+            ExitReason::Recycle => "recycle",
+            ExitReason::BootFailure | ExitReason::BootError => "boot_failure",
+            ExitReason::Reload => "reload",
+            ExitReason::ScaleDown => "scale_down",
+            ExitReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// Whether the worker was asked to go (nothing went wrong).
+    fn expected(self) -> bool {
+        matches!(
+            self,
+            ExitReason::Recycle | ExitReason::Reload | ExitReason::ScaleDown | ExitReason::Shutdown
+        )
+    }
+}
+
+/// What a worker process runs after the supervisor forked it: the spawn strategy.
+///
+/// The supervisor does the same for every program: it forks with signals blocked,
+/// and in the child restores the default signal dispositions, sets
+/// `PR_SET_PDEATHSIG`, names the process's metric files after its slot, then calls
+/// [`WorkerProgram::run_worker`] and leaves with `_exit(2)` and the code it returns.
+/// Signals stay blocked until the program calls [`WorkerParams::unblock_signals`],
+/// once its own handlers are in place.
+pub trait WorkerProgram: Send + 'static {
+    /// Runs once in the supervisor before the first fork. Must not start threads.
+    fn before_fork(&mut self, ctx: &ServerContext) -> Result<(), BoxError>;
+    /// Runs in the supervisor on SIGHUP, before the workers are replaced.
+    fn on_reload(&mut self, ctx: &ServerContext) -> Result<(), BoxError>;
+    /// Runs a worker of `params.kind` in the forked child and returns its exit code.
+    fn run_worker(&mut self, params: WorkerParams) -> i32;
+}
+
+/// The spawn strategy of [`run`]: each worker is this process, forked, serving the
+/// [`AppFactory`]'s service on its own tokio runtime.
+pub struct ForkedApp<A>(pub A);
+
+impl<A: AppFactory> WorkerProgram for ForkedApp<A> {
+    fn before_fork(&mut self, ctx: &ServerContext) -> Result<(), BoxError> {
+        self.0.before_fork(ctx)
+    }
+    fn on_reload(&mut self, ctx: &ServerContext) -> Result<(), BoxError> {
+        self.0.on_reload(ctx)
+    }
+    fn run_worker(&mut self, params: WorkerParams) -> i32 {
+        worker::run_worker(params, &self.0)
+    }
+}
+
+/// Runs the server until it is stopped: binds the listeners, prepares the multiprocess
+/// directory, forks the workers and supervises them. Returns `ExitCode::SUCCESS` after
+/// SIGTERM, SIGINT or SIGQUIT, and an error when startup fails, when workers keep
+/// dying before becoming ready, or when forking became unsafe (a hook left a thread
+/// running); in those cases the healthy workers are stopped gracefully first.
 ///
 /// Must be called while the process is single-threaded (before any tokio runtime or
 /// thread is started): it forks.
-pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, ServerError> {
+pub fn run<A: AppFactory>(config: Config, app: A) -> Result<ExitCode, ServerError> {
+    supervise(config, ForkedApp(app))
+}
+
+/// [`run`] with any [`WorkerProgram`].
+pub fn supervise<P: WorkerProgram>(
+    mut config: Config,
+    mut program: P,
+) -> Result<ExitCode, ServerError> {
     let threads = thread_count();
     if threads > 1 {
         return Err(ServerError::NotSingleThreaded(threads));
@@ -65,17 +162,8 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
     // a mistake there is a configuration error, not a surprise at the first scrape.
     let web = load_web_config(&config)?;
 
-    // The directory next: before any worker or collector exists.
-    let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
-    let dir_path = dir.path().to_path_buf();
-    // Single-threaded here (checked above), so setting the environment is sound.
-    std::env::set_var("PROMETHEUS_MULTIPROC_DIR", &dir_path);
-    muster_store::configure(dir_path.clone());
-    muster_store::set_process_id("supervisor")
-        .map_err(|e| ServerError::MultiprocDir(format!("process id: {e}")))?;
-    info!(dir = %dir_path.display(), "multiprocess directory ready");
-
-    // Listeners before any fork.
+    // Listeners before the directory is cleared: a second server started by mistake on
+    // the same address fails here, before it touches the first one's files.
     let app_listeners = match listeners::from_systemd()? {
         Some(l) => {
             info!(
@@ -106,11 +194,22 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         None => None,
     };
 
+    // The directory next: before any worker or collector exists.
+    let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
+    let dir_path = dir.path().to_path_buf();
+    // Single-threaded here (checked above), so setting the environment is sound.
+    std::env::set_var("PROMETHEUS_MULTIPROC_DIR", &dir_path);
+    muster_store::configure(dir_path.clone());
+    muster_store::set_process_id("supervisor")
+        .map_err(|e| ServerError::MultiprocDir(format!("process id: {e}")))?;
+    info!(dir = %dir_path.display(), "multiprocess directory ready");
+
     let ctx = ServerContext {
         multiproc_dir: dir_path.clone(),
         config: config.clone(),
     };
-    app.before_fork(&ctx)
+    program
+        .before_fork(&ctx)
         .map_err(|e| ServerError::App(e.to_string()))?;
 
     let pidfile = match &config.pid {
@@ -122,12 +221,14 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         Arc::new(Scoreboard::new().map_err(|e| ServerError::io("shared scoreboard", e))?);
     let signals = SignalState::install().map_err(|e| ServerError::io("signal handlers", e))?;
     let metrics = SupervisorMetrics::new();
+    // What a reload compares against: the directory in use, not "none given".
+    config.multiproc_dir.get_or_insert_with(|| dir_path.clone());
 
     let mut sup = Supervisor {
         target: config.workers,
         config,
         web,
-        app,
+        program,
         dir: dir_path,
         scoreboard,
         signals,
@@ -139,6 +240,7 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         next_fresh_slot: 0,
         generation: 0,
         rolling: None,
+        reload_check: None,
         phase: Phase::Running,
         backoff_level: 0,
         boot_failures: 0,
@@ -167,18 +269,23 @@ fn load_web_config(config: &Config) -> Result<Option<Arc<WebConfig>>, ServerErro
         return Ok(None);
     };
     let web = WebConfig::load(path, config.allow_weak_credentials)?;
+    log_web_config(&web);
+    Ok(Some(Arc::new(web)))
+}
+
+fn log_web_config(web: &WebConfig) {
     info!(
-        file = %path.display(),
+        file = %web.path.display(),
         tls = web.tls.is_some(),
         client_auth = ?web.client_auth,
         basic_auth = web.has_basic_auth(),
         protect_health = web.protect_health,
         "web config loaded"
     );
-    Ok(Some(Arc::new(web)))
 }
 
-fn thread_count() -> usize {
+/// Threads of this process, from `/proc/self/status`.
+pub(crate) fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -208,7 +315,8 @@ struct Child {
     /// Set when we asked it to stop (or it started draining by itself).
     stopping_since: Option<Instant>,
     stop_reason: Option<StopReason>,
-    killed_for_timeout: bool,
+    /// When it was sent SIGABRT for missing its heartbeats.
+    aborted_at: Option<Instant>,
     kill_sent: bool,
     /// It started draining by itself (max_requests).
     self_drained: bool,
@@ -220,11 +328,19 @@ enum Phase {
     Stopping { deadline: Instant, graceful: bool },
 }
 
-struct Supervisor<A: AppFactory> {
+/// A reload waiting for its credential check: a forked child runs the bcrypt
+/// weak-password checks, so the loop keeps reaping meanwhile.
+struct ReloadCheck {
+    pid: Pid,
+    config: Config,
+    web: Option<Arc<WebConfig>>,
+}
+
+struct Supervisor<P: WorkerProgram> {
     config: Config,
     web: Option<Arc<WebConfig>>,
     target: usize,
-    app: A,
+    program: P,
     dir: PathBuf,
     scoreboard: Arc<Scoreboard>,
     signals: SignalState,
@@ -238,6 +354,7 @@ struct Supervisor<A: AppFactory> {
     generation: u64,
     /// During a reload: the new worker we wait for before stopping an old one.
     rolling: Option<Pid>,
+    reload_check: Option<ReloadCheck>,
     phase: Phase,
     backoff_level: u32,
     boot_failures: u32,
@@ -246,7 +363,7 @@ struct Supervisor<A: AppFactory> {
     supervisor_pid: Pid,
 }
 
-impl<A: AppFactory> Supervisor<A> {
+impl<P: WorkerProgram> Supervisor<P> {
     fn tick(&self) -> Duration {
         (self.config.timeout / 4).clamp(Duration::from_millis(20), Duration::from_millis(100))
     }
@@ -262,13 +379,12 @@ impl<A: AppFactory> Supervisor<A> {
             }
             self.reap();
             self.watch();
-            if self.fatal.is_some() {
-                if let Phase::Running = self.phase {
-                    self.begin_stop(false, true);
-                }
+            if self.fatal.is_some() && self.phase == Phase::Running {
+                // Stop the way SIGTERM stops: healthy workers finish their requests.
+                self.begin_stop(true);
             }
             if let Phase::Stopping { deadline, .. } = self.phase {
-                if self.children.is_empty() {
+                if self.children.is_empty() && self.reload_check.is_none() {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -290,30 +406,30 @@ impl<A: AppFactory> Supervisor<A> {
             .count()
     }
 
-    fn on_signal(&mut self, sig: i32) {
-        use signal_hook::consts::signal::*;
+    fn on_signal(&mut self, sig: Signal) {
+        let running = self.phase == Phase::Running;
         match sig {
-            SIGCHLD => {} // reaped right after
-            SIGTERM => {
-                info!(signal = signals::name(sig), "graceful shutdown requested");
-                self.begin_stop(true, false);
+            Signal::SIGCHLD => {} // reaped right after
+            Signal::SIGTERM => {
+                info!(signal = sig.as_str(), "graceful shutdown requested");
+                self.begin_stop(true);
             }
-            SIGINT | SIGQUIT => {
-                info!(signal = signals::name(sig), "quick shutdown requested");
-                self.begin_stop(false, false);
+            Signal::SIGINT | Signal::SIGQUIT => {
+                info!(signal = sig.as_str(), "quick shutdown requested");
+                self.begin_stop(false);
             }
-            SIGHUP => self.reload(),
-            SIGTTIN if self.phase == Phase::Running && self.target < MAX_APP_WORKERS => {
+            Signal::SIGHUP => self.reload(),
+            Signal::SIGTTIN if running && self.target < MAX_APP_WORKERS => {
                 self.target += 1;
                 info!(workers = self.target, "scale up (SIGTTIN)");
             }
-            SIGTTOU if self.phase == Phase::Running && self.target > 1 => {
+            Signal::SIGTTOU if running && self.target > 1 => {
                 self.target -= 1;
                 info!(workers = self.target, "scale down (SIGTTOU)");
             }
-            SIGTTIN | SIGTTOU if self.phase == Phase::Running => {
+            Signal::SIGTTIN | Signal::SIGTTOU if running => {
                 info!(
-                    signal = signals::name(sig),
+                    signal = sig.as_str(),
                     workers = self.target,
                     "scaling ignored: the worker count is at its limit"
                 );
@@ -322,37 +438,110 @@ impl<A: AppFactory> Supervisor<A> {
         }
     }
 
+    /// SIGHUP: recompute the configuration (re-reading the files). A web config with
+    /// credentials is checked for weak passwords in a forked child, so bcrypt never
+    /// stalls the loop; the reload completes when that child exits
+    /// ([`Supervisor::finish_reload`]).
     fn reload(&mut self) {
         if self.phase != Phase::Running {
             return;
         }
-        let reloaded = self
-            .config
-            .reload()
-            .and_then(|c| load_web_config(&c).map(|w| (c, w)));
-        match reloaded {
-            Ok((mut new, web)) => {
-                self.web = web;
-                if new.bind != self.config.bind || new.metrics_bind != self.config.metrics_bind {
-                    warn!("reload: listen addresses cannot change without a restart; keeping the old ones");
-                }
-                if new.multiproc_dir != self.config.multiproc_dir || new.pid != self.config.pid {
-                    warn!("reload: the multiprocess directory and pid file cannot change without a restart");
-                }
-                new.bind = self.config.bind.clone();
-                new.metrics_bind = self.config.metrics_bind.clone();
-                new.multiproc_dir = self.config.multiproc_dir.clone();
-                new.pid = self.config.pid.clone();
-                self.target = new.workers;
-                self.config = new;
-            }
-            Err(e) => error!(error = %e, "reload: keeping the old configuration"),
+        if self.reload_check.is_some() {
+            info!("reload: a reload is being checked already; this one is merged into it");
+            return;
         }
+        let mut new = match self.config.reload() {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "reload: keeping the old configuration");
+                let (config, web) = (self.config.clone(), self.web.clone());
+                self.finish_reload(config, web);
+                return;
+            }
+        };
+        if new.bind != self.config.bind || new.metrics_bind != self.config.metrics_bind {
+            warn!("reload: listen addresses cannot change without a restart; keeping the old ones");
+        }
+        let dir_changed = new
+            .multiproc_dir
+            .as_ref()
+            .is_some_and(|d| Some(d) != self.config.multiproc_dir.as_ref());
+        if dir_changed || new.pid != self.config.pid {
+            warn!(
+                "reload: the multiprocess directory and pid file cannot change without a restart"
+            );
+        }
+        new.bind = self.config.bind.clone();
+        new.metrics_bind = self.config.metrics_bind.clone();
+        new.multiproc_dir = self.config.multiproc_dir.clone();
+        new.pid = self.config.pid.clone();
+        let web = match &new.web_config_file {
+            None => None,
+            Some(path) => match WebConfig::load_unchecked(path) {
+                Ok(w) => Some(Arc::new(w)),
+                Err(e) => {
+                    error!(error = %e, "reload: keeping the old configuration");
+                    let (config, web) = (self.config.clone(), self.web.clone());
+                    self.finish_reload(config, web);
+                    return;
+                }
+            },
+        };
+        match web.as_ref().filter(|w| w.has_basic_auth()) {
+            None => self.finish_reload(new, web),
+            Some(w) => {
+                let allow = new.allow_weak_credentials;
+                let check = Arc::clone(w);
+                let forked = fork_child(self.supervisor_pid, |_| match check.check_weak(allow) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        error!(error = %e, "reload: keeping the old configuration");
+                        2
+                    }
+                });
+                match forked {
+                    Ok(pid) => {
+                        info!(
+                            pid = pid.as_raw(),
+                            "reload: checking the new credentials in a child process"
+                        );
+                        self.reload_check = Some(ReloadCheck {
+                            pid,
+                            config: new,
+                            web,
+                        });
+                    }
+                    Err(why) => {
+                        self.fork_refused(why);
+                        error!("reload: cannot check the new credentials; keeping the old configuration");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a reloaded configuration in force and starts replacing the workers.
+    fn finish_reload(&mut self, config: Config, web: Option<Arc<WebConfig>>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Some(w) = &web {
+            if !web
+                .as_ref()
+                .zip(self.web.as_ref())
+                .is_some_and(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                log_web_config(w);
+            }
+        }
+        self.web = web;
+        self.target = config.workers;
+        self.config = config;
         let ctx = ServerContext {
             multiproc_dir: self.dir.clone(),
             config: self.config.clone(),
         };
-        if let Err(e) = self.app.on_reload(&ctx) {
+        if let Err(e) = self.program.on_reload(&ctx) {
             error!(error = %e, "reload hook failed");
         }
         self.generation += 1;
@@ -364,7 +553,9 @@ impl<A: AppFactory> Supervisor<A> {
         );
     }
 
-    fn begin_stop(&mut self, graceful: bool, fatal: bool) {
+    /// Starts stopping every worker: gracefully (SIGTERM, then the graceful timeout)
+    /// or quickly (SIGQUIT, then one second).
+    fn begin_stop(&mut self, graceful: bool) {
         let now = Instant::now();
         match self.phase {
             Phase::Stopping {
@@ -373,9 +564,7 @@ impl<A: AppFactory> Supervisor<A> {
             Phase::Stopping { graceful: true, .. } if graceful => return,
             _ => {}
         }
-        let (sig, deadline) = if fatal {
-            (Signal::SIGKILL, now)
-        } else if graceful {
+        let (sig, deadline) = if graceful {
             (Signal::SIGTERM, now + self.config.graceful_timeout)
         } else {
             (Signal::SIGQUIT, now + QUICK_STOP)
@@ -385,13 +574,14 @@ impl<A: AppFactory> Supervisor<A> {
         // refused instead of queueing for nobody.
         self.app_listeners.clear();
         self.metrics_listener = None;
+        if let Some(check) = &self.reload_check {
+            let _ = kill(check.pid, Signal::SIGKILL);
+        }
         for (pid, c) in self.children.iter_mut() {
             c.stop_reason = Some(StopReason::Shutdown);
             if c.stopping_since.is_none() || !graceful {
                 c.stopping_since = Some(now);
-                if kill(*pid, sig).is_ok() && sig == Signal::SIGKILL {
-                    c.kill_sent = true;
-                }
+                let _ = kill(*pid, sig);
             }
         }
     }
@@ -429,6 +619,17 @@ impl<A: AppFactory> Supervisor<A> {
     }
 
     fn on_exit(&mut self, pid: Pid, status: String, code: Option<i32>) {
+        if self.reload_check.as_ref().is_some_and(|c| c.pid == pid) {
+            if let Some(check) = self.reload_check.take() {
+                if code == Some(0) {
+                    self.finish_reload(check.config, check.web);
+                } else {
+                    let (config, web) = (self.config.clone(), self.web.clone());
+                    self.finish_reload(config, web);
+                }
+            }
+            return;
+        }
         let Some(c) = self.children.remove(&pid) else {
             return;
         };
@@ -454,60 +655,69 @@ impl<A: AppFactory> Supervisor<A> {
         if self.rolling == Some(pid) {
             self.rolling = None;
         }
-        let reason = if c.killed_for_timeout {
-            "timeout"
+        let reason = if c.aborted_at.is_some() {
+            ExitReason::Timeout
         } else if let Some(r) = c.stop_reason {
             match r {
-                StopReason::Reload => "reload",
-                StopReason::ScaleDown => "scale_down",
-                StopReason::Shutdown => "shutdown",
+                StopReason::Reload => ExitReason::Reload,
+                StopReason::ScaleDown => ExitReason::ScaleDown,
+                StopReason::Shutdown => ExitReason::Shutdown,
             }
+        } else if !ever_ready && code == Some(EXIT_BOOT_ERROR) {
+            ExitReason::BootError
         } else if !ever_ready {
-            "boot_failure"
+            ExitReason::BootFailure
         } else if self_drained && code == Some(EXIT_RECYCLED) {
-            "recycle"
+            ExitReason::Recycle
         } else {
-            "crash"
+            ExitReason::Crash
         };
         let lived = c.spawned_at.elapsed();
-        match reason {
-            "recycle" | "reload" | "scale_down" | "shutdown" => info!(
-                worker = %c.id, pid = pid.as_raw(), %status, reason,
-                "worker exited"
-            ),
-            _ => warn!(
-                worker = %c.id, pid = pid.as_raw(), %status, reason,
+        if reason.expected() {
+            info!(worker = %c.id, pid = pid.as_raw(), %status, reason = reason.as_str(), "worker exited");
+        } else {
+            warn!(
+                worker = %c.id, pid = pid.as_raw(), %status, reason = reason.as_str(),
                 lived_ms = lived.as_millis() as u64, "worker exited"
-            ),
+            );
         }
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || reason.expected() && reason != ExitReason::Recycle {
             return;
         }
+        self.metrics.restart(reason.as_str());
         match reason {
-            "timeout" | "crash" | "recycle" | "boot_failure" => {
-                self.metrics.restart(reason);
-            }
-            _ => return,
-        }
-        // Dying before ever becoming ready (also when killed for hanging at boot)
-        // counts towards giving up.
-        if !ever_ready {
-            self.boot_failures += 1;
-            self.backoff_level += 1;
-            if self.boot_failures >= self.config.max_boot_failures {
+            ExitReason::BootError => {
                 error!(
-                    failures = self.boot_failures,
-                    last = %status,
-                    "workers keep dying before becoming ready; stopping the server"
+                    worker = %c.id, %status,
+                    "a worker died before becoming ready with a boot error (exit code 3): \
+                     retrying cannot help; stopping the server"
                 );
-                self.fatal = Some(ServerError::WorkerBootFailed {
-                    failures: self.boot_failures,
+                self.fatal = Some(ServerError::WorkerBootError {
+                    worker: c.id.clone(),
                     last: status,
                 });
                 return;
             }
-        } else if reason == "crash" && lived < STABLE_AFTER {
-            self.backoff_level += 1;
+            // Dying before ever becoming ready (also when aborted for hanging at
+            // boot) counts towards giving up.
+            _ if !ever_ready => {
+                self.boot_failures += 1;
+                self.backoff_level += 1;
+                if self.boot_failures >= self.config.max_boot_failures {
+                    error!(
+                        failures = self.boot_failures,
+                        last = %status,
+                        "workers keep dying before becoming ready; stopping the server"
+                    );
+                    self.fatal = Some(ServerError::WorkerBootFailed {
+                        failures: self.boot_failures,
+                        last: status,
+                    });
+                    return;
+                }
+            }
+            ExitReason::Crash if lived < STABLE_AFTER => self.backoff_level += 1,
+            _ => {}
         }
         if self.backoff_level > 0 {
             let delay = BACKOFF_BASE
@@ -552,15 +762,35 @@ impl<A: AppFactory> Supervisor<A> {
             if c.kill_sent {
                 continue;
             }
+            if let Some(at) = c.aborted_at {
+                if now.duration_since(at) > ABORT_GRACE {
+                    warn!(worker = %c.id, pid = pid.as_raw(), "hung worker still alive after SIGABRT; killing it");
+                    let _ = kill(*pid, Signal::SIGKILL);
+                    c.kill_sent = true;
+                }
+                continue;
+            }
             let silent = now_ms.saturating_sub(slot.last_beat_ms());
             if silent > timeout_ms {
-                warn!(
-                    worker = %c.id, pid = pid.as_raw(), silent_ms = silent,
-                    "worker silent for longer than the timeout; killing it"
-                );
-                let _ = kill(*pid, Signal::SIGKILL);
-                c.kill_sent = true;
-                c.killed_for_timeout = true;
+                let (state, wchan) = where_is(*pid);
+                if state.starts_with('T') {
+                    // Stopped (SIGSTOP, a debugger): SIGABRT would wait for SIGCONT.
+                    warn!(
+                        worker = %c.id, pid = pid.as_raw(), silent_ms = silent, %state,
+                        "worker silent for longer than the timeout; it is stopped, killing it"
+                    );
+                    let _ = kill(*pid, Signal::SIGKILL);
+                    c.kill_sent = true;
+                } else {
+                    warn!(
+                        worker = %c.id, pid = pid.as_raw(), silent_ms = silent, %state, %wchan,
+                        "worker silent for longer than the timeout (hung); sending SIGABRT \
+                         (it logs its backtrace), SIGKILL if it is still alive in {}s",
+                        ABORT_GRACE.as_secs()
+                    );
+                    let _ = kill(*pid, Signal::SIGABRT);
+                }
+                c.aborted_at = Some(now);
                 continue;
             }
             // (A shutdown has its own deadline, in run_loop.)
@@ -595,6 +825,9 @@ impl<A: AppFactory> Supervisor<A> {
             self.spawn(WorkerKind::Metrics);
         }
         loop {
+            if self.fatal.is_some() {
+                return;
+            }
             let active: Vec<(Pid, u64, usize, bool)> = self
                 .children
                 .iter()
@@ -624,9 +857,8 @@ impl<A: AppFactory> Supervisor<A> {
                     if Instant::now() < self.next_spawn_at {
                         return;
                     }
-                    match self.spawn(WorkerKind::App) {
-                        Some(p) => self.rolling = Some(p),
-                        None => return,
+                    if let Some(p) = self.spawn(WorkerKind::App) {
+                        self.rolling = Some(p);
                     }
                     return;
                 }
@@ -679,7 +911,24 @@ impl<A: AppFactory> Supervisor<A> {
         None
     }
 
-    /// Forks one worker; returns its pid in the parent (never returns in the child).
+    /// Records a refused or failed fork (see [`fork_child`]).
+    fn fork_refused(&mut self, why: ForkError) {
+        match why {
+            ForkError::Threads(threads) => {
+                error!(
+                    threads,
+                    "refusing to fork: the supervisor must be single-threaded, and a hook \
+                     (before_fork, on_reload) left {} thread(s) running; stopping the server",
+                    threads - 1
+                );
+                self.fatal
+                    .get_or_insert(ServerError::NotSingleThreaded(threads));
+            }
+            ForkError::Failed(e) => error!(error = %e, "fork failed"),
+        }
+    }
+
+    /// Forks one worker; returns its pid in the parent.
     fn spawn(&mut self, kind: WorkerKind) -> Option<Pid> {
         let (slot, id) = match kind {
             WorkerKind::App => match self.alloc_slot() {
@@ -694,11 +943,41 @@ impl<A: AppFactory> Supervisor<A> {
         if let Some(s) = self.scoreboard.slot(slot) {
             s.reset(SlotState::Booting);
         }
-        // SAFETY: the supervisor is single-threaded (checked at start, and it never
-        // starts threads), so the child is a consistent copy.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => self.child(kind, slot, id),
-            Ok(ForkResult::Parent { child }) => {
+        let mut params = WorkerParams {
+            kind,
+            slot,
+            id: id.clone(),
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            web: self.web.clone(),
+            scoreboard: Arc::clone(&self.scoreboard),
+            listeners: Vec::new(),
+            supervisor_pid: self.supervisor_pid,
+            signal_mask: SigSet::empty(),
+        };
+        let (app_listeners, metrics_listener, program) = (
+            &mut self.app_listeners,
+            &mut self.metrics_listener,
+            &mut self.program,
+        );
+        let forked = fork_child(self.supervisor_pid, |mask| {
+            // Before touching any metric: this process's files are `<type>_w<k>.db`.
+            if let Err(e) = muster_store::set_process_id(&params.id) {
+                error!(worker = %params.id, error = %e, "cannot set the metric process id");
+                return EXIT_BOOT_ERROR;
+            }
+            // The child keeps only the listeners it serves.
+            params.listeners = match params.kind {
+                WorkerKind::App => std::mem::take(app_listeners),
+                WorkerKind::Metrics => metrics_listener.take().into_iter().collect(),
+            };
+            app_listeners.clear();
+            *metrics_listener = None;
+            params.signal_mask = mask;
+            program.run_worker(params)
+        });
+        match forked {
+            Ok(child) => {
                 if let Some(s) = self.scoreboard.slot(slot) {
                     s.set_pid(child.as_raw());
                 }
@@ -714,15 +993,15 @@ impl<A: AppFactory> Supervisor<A> {
                         ready_at: None,
                         stopping_since: None,
                         stop_reason: None,
-                        killed_for_timeout: false,
+                        aborted_at: None,
                         kill_sent: false,
                         self_drained: false,
                     },
                 );
                 Some(child)
             }
-            Err(e) => {
-                error!(error = %e, "fork failed");
+            Err(why) => {
+                self.fork_refused(why);
                 if let Some(s) = self.scoreboard.slot(slot) {
                     s.set_state(SlotState::Free);
                 }
@@ -735,44 +1014,73 @@ impl<A: AppFactory> Supervisor<A> {
             }
         }
     }
+}
 
-    /// The child side of a fork: never returns.
-    fn child(&mut self, kind: WorkerKind, slot: usize, id: String) -> ! {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Die with the supervisor, and close the race where it died before prctl.
-            if nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).is_err()
-                || nix::unistd::getppid() != self.supervisor_pid
-            {
-                return 1;
-            }
-            self.signals.forget_in_child();
-            // Before touching any metric: this process's files are `<type>_w<k>.db`.
-            if let Err(e) = muster_store::set_process_id(&id) {
-                error!(worker = %id, error = %e, "cannot set the metric process id");
-                return EXIT_BOOT_ERROR;
-            }
-            let listeners = match kind {
-                WorkerKind::App => std::mem::take(&mut self.app_listeners),
-                WorkerKind::Metrics => self.metrics_listener.take().into_iter().collect(),
-            };
-            self.app_listeners.clear();
-            self.metrics_listener = None;
-            let params = WorkerParams {
-                kind,
-                slot,
-                id,
-                dir: self.dir.clone(),
-                config: self.config.clone(),
-                web: self.web.clone(),
-                scoreboard: Arc::clone(&self.scoreboard),
-                listeners,
-                supervisor_pid: self.supervisor_pid,
-            };
-            worker::run_worker(params, &self.app)
-        }))
-        .unwrap_or(70);
-        std::process::exit(code)
+/// Why [`fork_child`] did not fork.
+enum ForkError {
+    /// The process has this many threads: forking would copy one of them only.
+    Threads(usize),
+    /// fork(2) failed.
+    Failed(Errno),
+}
+
+/// Forks a child that runs `child` and leaves with its exit code (never returns in
+/// the child). Refuses while this process has more than one thread (a hook may have
+/// started one).
+///
+/// Every signal is blocked across the fork; the parent restores its mask, the child
+/// gets the default dispositions back and keeps signals blocked until its own
+/// handlers exist: `child` receives the mask to restore then.
+fn fork_child(supervisor: Pid, child: impl FnOnce(SigSet) -> i32) -> Result<Pid, ForkError> {
+    let threads = thread_count();
+    if threads > 1 {
+        return Err(ForkError::Threads(threads));
     }
+    let mask = signals::block_all();
+    // SAFETY: this process is single-threaded (checked just above), so the child is a
+    // consistent copy.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            signals::reset_in_child();
+            // Die with the supervisor, and close the race where it died before prctl.
+            let code = if nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).is_err()
+                || nix::unistd::getppid() != supervisor
+            {
+                1
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(mask))).unwrap_or(70)
+            };
+            // Not `exit`: the parent's atexit handlers and stdio buffers are not this
+            // process's to run or flush.
+            // SAFETY: ends this process; nothing after it runs.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            signals::restore(&mask);
+            Ok(child)
+        }
+        Err(e) => {
+            signals::restore(&mask);
+            Err(ForkError::Failed(e))
+        }
+    }
+}
+
+/// Where a process is: its state and the kernel function it sleeps in, from `/proc`.
+fn where_is(pid: Pid) -> (String, String) {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .ok()
+        .filter(|w| !w.is_empty() && w != "0")
+        .unwrap_or_else(|| "-".into());
+    (state, wchan)
 }
 
 /// The pid file: written at start, removed at exit if it still names us.

@@ -143,6 +143,14 @@ impl WebConfig {
     /// and refuses known-weak credentials unless `allow_weak_credentials`. Every error
     /// names the offending field.
     pub fn load(path: &Path, allow_weak_credentials: bool) -> Result<WebConfig, ServerError> {
+        let web = Self::load_unchecked(path)?;
+        web.check_weak(allow_weak_credentials)?;
+        Ok(web)
+    }
+
+    /// [`WebConfig::load`] without the weak-password check (the slow part: bcrypt
+    /// runs per candidate password); run [`WebConfig::check_weak`] before using it.
+    pub(crate) fn load_unchecked(path: &Path) -> Result<WebConfig, ServerError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ServerError::Config(format!(
                 "cannot read web config file {}: {e}",
@@ -150,7 +158,18 @@ impl WebConfig {
             ))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, path, base, allow_weak_credentials)
+        Self::parse_unchecked(&text, path, base)
+    }
+
+    /// Refuses known-weak passwords (see [`crate::auth`]) unless
+    /// `allow_weak_credentials`, in which case each is logged as a warning.
+    pub(crate) fn check_weak(&self, allow_weak_credentials: bool) -> Result<(), ServerError> {
+        match &self.auth {
+            Some(a) => a.check_weak(allow_weak_credentials, |field, msg| {
+                field_error(&self.path, field, msg)
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Parses a web configuration document; `path` names it in errors and relative file
@@ -161,6 +180,12 @@ impl WebConfig {
         base: &Path,
         allow_weak_credentials: bool,
     ) -> Result<WebConfig, ServerError> {
+        let web = Self::parse_unchecked(text, path, base)?;
+        web.check_weak(allow_weak_credentials)?;
+        Ok(web)
+    }
+
+    fn parse_unchecked(text: &str, path: &Path, base: &Path) -> Result<WebConfig, ServerError> {
         let file: FileWebConfig = if text.trim().is_empty() {
             FileWebConfig::default()
         } else {
@@ -176,11 +201,11 @@ impl WebConfig {
             None => (None, ClientAuthType::NoClientCert),
         };
         let auth = match file.basic_auth_users {
-            Some(users) if !users.is_empty() => Some(Arc::new(BasicAuth::new(
-                users,
-                allow_weak_credentials,
-                |field, msg| field_error(path, field, msg),
-            )?)),
+            Some(users) if !users.is_empty() => {
+                Some(Arc::new(BasicAuth::new(users, |field, msg| {
+                    field_error(path, field, msg)
+                })?))
+            }
             _ => None,
         };
         Ok(WebConfig {

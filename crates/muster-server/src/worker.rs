@@ -11,9 +11,10 @@
 //!
 //! Connections: TLS (rustls, from the web config file) is negotiated in the connection's
 //! own task; hyper enforces the header read timeout, header count and size; a watchdog
-//! per connection closes it when the first request does not arrive in time, when it has
-//! been idle for `keepalive`, or when a request in progress moves no byte for `timeout`;
-//! at most `worker_connections` are served at once. See `docs/security.md`.
+//! per connection closes it when the first request does not arrive in time or when it
+//! has been idle for `keepalive`; a request in progress is answered 504 after
+//! `handler_timeout`; at most `worker_connections` are served at once. See
+//! `docs/security.md`.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener as StdListener;
@@ -46,21 +47,53 @@ pub enum WorkerKind {
     Metrics,
 }
 
-/// Everything a worker needs, handed over by the supervisor in the child.
-pub(crate) struct WorkerParams {
-    pub kind: WorkerKind,
-    pub slot: usize,
-    pub id: String,
-    pub dir: PathBuf,
-    pub config: Config,
-    pub web: Option<Arc<WebConfig>>,
-    pub scoreboard: Arc<Scoreboard>,
-    pub listeners: Vec<StdListener>,
-    pub supervisor_pid: Pid,
+/// Everything a worker needs, handed over by the supervisor in the forked child (see
+/// [`crate::WorkerProgram`]).
+pub struct WorkerParams {
+    pub(crate) kind: WorkerKind,
+    pub(crate) slot: usize,
+    pub(crate) id: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) web: Option<Arc<WebConfig>>,
+    pub(crate) scoreboard: Arc<Scoreboard>,
+    pub(crate) listeners: Vec<StdListener>,
+    pub(crate) supervisor_pid: Pid,
+    /// The signal mask to restore once the worker's own handlers are installed.
+    pub(crate) signal_mask: nix::sys::signal::SigSet,
+}
+
+impl WorkerParams {
+    /// What the worker serves.
+    pub fn kind(&self) -> WorkerKind {
+        self.kind
+    }
+
+    /// Unblocks signals (blocked since the fork): call once the worker's own handlers
+    /// are installed. A signal sent to the worker since its fork is delivered now.
+    pub fn unblock_signals(&self) {
+        crate::signals::restore(&self.signal_mask);
+    }
+
+    /// What the application is told about this worker.
+    fn context(&self) -> WorkerContext {
+        WorkerContext {
+            slot: self.slot,
+            id: self.id.clone(),
+            multiproc_dir: self.dir.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 /// Runs a worker to its end and returns its exit code.
 pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
+    if p.kind == WorkerKind::App {
+        if let Err(e) = app.post_fork(&p.context()) {
+            error!(worker = %p.id, error = %e, "post_fork hook failed");
+            return EXIT_BOOT_ERROR;
+        }
+    }
     let mut builder = if p.config.threads > 1 {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(p.config.threads);
@@ -113,6 +146,9 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
             return EXIT_BOOT_ERROR;
         }
     };
+    install_abort_handler(&p.id);
+    // Our handlers exist: a signal sent since the fork (held back) is delivered now.
+    p.unblock_signals();
 
     // Heartbeat and process metrics, from the start (booting counts against --timeout).
     let beat_every =
@@ -135,7 +171,8 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
                 tick.tick().await;
                 if nix::unistd::getppid() != supervisor {
                     // PDEATHSIG should have killed us; be sure.
-                    std::process::exit(1);
+                    // SAFETY: ends the process without running the parent's atexit handlers.
+                    unsafe { libc::_exit(1) };
                 }
                 if let Some(s) = sb.slot(index) {
                     s.beat();
@@ -148,12 +185,7 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         });
     }
 
-    let ctx = WorkerContext {
-        slot: p.slot,
-        id: p.id.clone(),
-        multiproc_dir: p.dir.clone(),
-        config: p.config.clone(),
-    };
+    let ctx = p.context();
     let (svc, metrics, routes) = match p.kind {
         WorkerKind::App => {
             let svc = match app.build(&ctx) {
@@ -194,6 +226,7 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         WorkerKind::Metrics => 0,
     };
     let shared = Arc::new(Shared {
+        handler_timeout: (!p.config.handler_timeout.is_zero()).then_some(p.config.handler_timeout),
         collector: Arc::new(Mutex::new(crate::scrape::Scraper::new(
             p.dir.clone(),
             Arc::clone(&p.scoreboard),
@@ -216,7 +249,6 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     let limits = Arc::new(ConnLimits {
         header_read_timeout: p.config.header_read_timeout,
         keepalive: p.config.keepalive,
-        stalled_request: p.config.timeout,
         max_requests: p.config.max_requests_per_connection,
     });
     let conn_permits = Arc::new(tokio::sync::Semaphore::new(p.config.worker_connections));
@@ -285,17 +317,68 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     );
     let _ = drain_tx.send(true);
     drop(conns_tx);
-    let deadline = p.config.graceful_timeout;
+    let deadline = drain_deadline(p.config.graceful_timeout);
     tokio::select! {
         r = tokio::time::timeout(deadline, conns_rx.recv()) => {
             if r.is_err() {
-                warn!(worker = %p.id, "graceful timeout reached with requests in flight");
+                warn!(
+                    worker = %p.id,
+                    "graceful timeout reached with requests in flight; exiting before the supervisor's SIGKILL"
+                );
             }
         }
         _ = int.recv() => {}
         _ = quit.recv() => {}
     }
     0
+}
+
+/// How long a draining worker waits for its requests: a little less than the
+/// supervisor's `graceful_timeout`, so that the worker exits by itself (and says so)
+/// before the supervisor's SIGKILL, which stays the last resort.
+fn drain_deadline(graceful: Duration) -> Duration {
+    graceful
+        .saturating_sub((graceful / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)))
+}
+
+/// The name the SIGABRT handler prints (`worker w3 pid 1234`).
+static ABORT_LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Handles the supervisor's SIGABRT to a hung worker (gunicorn's `worker_abort`):
+/// prints which worker hung and the backtrace of the thread the kernel interrupted
+/// (the thread group leader, i.e. the runtime's thread with the default
+/// current-thread runtime), then aborts. Best effort: capturing a backtrace is not
+/// async-signal-safe, so if the thread hung inside the allocator this can block, and
+/// the supervisor's SIGKILL follows.
+extern "C" fn log_hang_and_abort(_sig: libc::c_int) {
+    let label = ABORT_LABEL.get().map_or("worker", String::as_str);
+    let text = format!(
+        "{label} hung (no heartbeat for --timeout) and was aborted by the supervisor; \
+         backtrace of the interrupted thread:\n{}\n",
+        std::backtrace::Backtrace::force_capture()
+    );
+    // SAFETY: write(2) of a buffer we own, then abort (SIGABRT's default action is
+    // back in place: SA_RESETHAND).
+    unsafe {
+        libc::write(2, text.as_ptr().cast(), text.len());
+        libc::abort();
+    }
+}
+
+fn install_abort_handler(id: &str) {
+    let _ = ABORT_LABEL.set(format!("worker {id} pid {}", std::process::id()));
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(log_hang_and_abort),
+        nix::sys::signal::SaFlags::SA_RESETHAND,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only runs on SIGABRT, which is the supervisor telling us we
+    // are being killed; see its doc for what it may do.
+    if let Err(e) =
+        unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGABRT, &action) }
+    {
+        warn!(worker = %id, error = %e, "cannot install the SIGABRT handler");
+    }
 }
 
 /// How long an idle connection of a draining worker gets to send one more request.
@@ -325,9 +408,6 @@ fn http_builder(config: &Config) -> Builder<TokioExecutor> {
 struct ConnLimits {
     header_read_timeout: Duration,
     keepalive: Duration,
-    /// A request in progress on a connection that moves no byte for this long is
-    /// dropped (a half-open client, a body that never comes): `--timeout`.
-    stalled_request: Duration,
     max_requests: u64,
 }
 
@@ -444,8 +524,8 @@ impl Drop for InFlight {
 /// Limits: the first request (handshake included) must arrive within
 /// `header_read_timeout`; hyper enforces the header read timeout and header limits of
 /// every request; a connection with no request in progress and no bytes moving for
-/// `keepalive` is closed, one with a request in progress and no bytes moving for
-/// `--timeout` is dropped; HTTP/1.1 connections are closed after `max_requests`. When
+/// `keepalive` is closed (a request in progress is bounded by `--handler-timeout`);
+/// HTTP/1.1 connections are closed after `max_requests`. When
 /// the worker drains, the request in progress finishes, or an idle connection's next
 /// request (within [`DRAIN_REQUEST_GRACE`]) is answered, then the connection closes.
 async fn serve_connection<S: crate::AppService>(c: Conn<S>, stream: tokio::net::TcpStream) {
@@ -533,16 +613,13 @@ where
                     tracing::debug!("no request within the header read timeout; closing");
                     return;
                 }
-                let idle = activity.idle();
-                if activity.in_flight.load(Ordering::Acquire) == 0 {
-                    if idle > limits.keepalive {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(limits.header_read_timeout, conn.as_mut())
-                            .await;
-                        return;
-                    }
-                } else if idle > limits.stalled_request {
-                    tracing::debug!("request stalled (no byte moved for --timeout); closing");
+                // Idle: no request in progress and no byte moving. (A request in
+                // progress is bounded by --handler-timeout, not here.)
+                if activity.in_flight.load(Ordering::Acquire) == 0
+                    && activity.idle() > limits.keepalive
+                {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.header_read_timeout, conn.as_mut()).await;
                     return;
                 }
             }

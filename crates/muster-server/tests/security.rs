@@ -586,7 +586,7 @@ fn slowloris_clients_do_not_stop_other_requests() {
         "2",
         "--keep-alive",
         "2",
-        "--timeout",
+        "--handler-timeout",
         "3",
     ]);
     server.wait_workers(1, BOOT);
@@ -676,8 +676,8 @@ fn slowloris_clients_do_not_stop_other_requests() {
         "idle connection kept {:?}",
         t.elapsed()
     );
-    // A half-open client: a request whose body never comes is dropped after --timeout
-    // without a byte moving.
+    // A half-open client: a request whose body never comes is answered 504 after
+    // --handler-timeout (the handler is still waiting for the body) and closed.
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.write_all(b"POST /walks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"walker\"")
         .expect("write");
@@ -689,7 +689,12 @@ fn slowloris_clients_do_not_stop_other_requests() {
     let held = t.elapsed();
     assert!(
         held >= Duration::from_secs(2) && held < Duration::from_secs(8),
-        "a stalled request was held {held:?} (--timeout 3)"
+        "a stalled request was held {held:?} (--handler-timeout 3)"
+    );
+    assert!(
+        String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 504"),
+        "{}",
+        String::from_utf8_lossy(&raw)
     );
     assert_eq!(get(addr, "/", &[]).0, 200);
     assert_eq!(server.workers().len(), 1);

@@ -1,0 +1,345 @@
+//! The supervisor's edges (issue #10): what happens to signals, hung and draining
+//! workers, and healthy workers when others keep failing. Each test runs the real
+//! `demo_server` example (supervisor and forked workers), sends real signals and
+//! requests, and waits for conditions with deadlines.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::*;
+
+const BOOT: Duration = Duration::from_secs(20);
+
+/// Starts `GET path` on its own thread.
+fn in_background(
+    server: &Server,
+    path: &str,
+) -> std::thread::JoinHandle<std::io::Result<(u16, String)>> {
+    let (addr, path) = (server.addr, path.to_string());
+    std::thread::spawn(move || request(addr, "GET", &path, None, &[]))
+}
+
+/// Waits until `/metrics` shows `n` requests in progress on the `/slow/{ms}` route.
+fn wait_slow_in_progress(server: &Server, n: f64) {
+    wait_for("slow requests in progress", BOOT, || {
+        let m = server.metrics();
+        (sample(&m, "http_requests_in_progress", &[("route", "/slow/{ms}")]) >= n).then_some(())
+    });
+}
+
+/// Lines of the log that say a worker was spawned.
+fn spawned(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("worker spawned")).count()
+}
+
+/// Workers that keep dying before they are ready stop the server the way SIGTERM
+/// does: the old, healthy workers finish their requests; the exit status says why.
+#[test]
+fn boot_failures_drain_healthy_workers_and_exit_nonzero() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let flag = tmp.path().join("crash");
+    let flag_s = flag.to_str().expect("utf-8");
+    let mut server = Server::start(&[
+        "-w",
+        "2",
+        "--graceful-timeout",
+        "20",
+        "--crash-boot-if",
+        flag_s,
+    ]);
+    server.wait_workers(2, BOOT);
+    let slow = in_background(&server, "/slow/4000");
+    wait_slow_in_progress(&server, 1.0);
+    std::fs::write(&flag, b"").expect("flag");
+    // New workers (a rolling reload) now die before they are ready.
+    server.signal(Signal::SIGHUP);
+    let status = server.wait_exit(Duration::from_secs(60));
+    let log = server.log_text();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(log.contains("died before becoming ready"), "{log}");
+    let (code, body) = slow
+        .join()
+        .expect("client")
+        .expect("the in-flight request must be answered");
+    assert_eq!(code, 200, "{body}\n{log}");
+    assert!(!log.contains("killed by SIGKILL"), "{log}");
+    assert!(group_members(server.pid().as_raw()).is_empty());
+}
+
+/// A worker exiting with code 3 (its boot is hopeless) stops the server at once, not
+/// after `max_boot_failures` attempts, and still drains the healthy workers.
+#[test]
+fn a_worker_reporting_a_boot_error_halts_at_once() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let flag = tmp.path().join("fail");
+    let flag_s = flag.to_str().expect("utf-8");
+    let mut server = Server::start(&[
+        "-w",
+        "2",
+        "--graceful-timeout",
+        "20",
+        "--fail-boot-if",
+        flag_s,
+    ]);
+    server.wait_workers(2, BOOT);
+    let before = spawned(&server.log_text());
+    let slow = in_background(&server, "/slow/3000");
+    wait_slow_in_progress(&server, 1.0);
+    std::fs::write(&flag, b"").expect("flag");
+    server.signal(Signal::SIGHUP);
+    let status = server.wait_exit(Duration::from_secs(60));
+    let log = server.log_text();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(log.contains("failing on purpose (--fail-boot-if)"), "{log}");
+    assert_eq!(
+        spawned(&log) - before,
+        1,
+        "one failed boot is enough:\n{log}"
+    );
+    let (code, _) = slow.join().expect("client").expect("answered");
+    assert_eq!(code, 200, "{log}");
+}
+
+/// Runs `kill -SIG pid` as an operator's shell would, one process per signal.
+fn kill_command(sig: &str, pid: Pid) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}: {status}");
+}
+
+/// Three `kill -TTIN` in a row add three workers (gunicorn queues up to five
+/// signals), also when they arrive while the supervisor is busy forking.
+#[test]
+fn repeated_ttin_signals_are_counted() {
+    let _g = serial();
+    let server = Server::start(&["-w", "1"]);
+    server.wait_workers(1, BOOT);
+    for _ in 0..3 {
+        kill_command("TTIN", server.pid());
+    }
+    server.wait_workers(4, BOOT);
+    for _ in 0..2 {
+        kill_command("TTOU", server.pid());
+    }
+    server.wait_workers(2, BOOT);
+}
+
+/// Workers do not inherit the supervisor's handlers: a SIGHUP sent to a worker has its
+/// default effect (the worker ends and is replaced) instead of vanishing.
+#[test]
+fn workers_start_with_default_signal_dispositions() {
+    let _g = serial();
+    let server = Server::start(&["-w", "1"]);
+    let before = server.wait_workers(1, BOOT);
+    kill(Pid::from_raw(before[0]), Signal::SIGHUP).expect("signal worker");
+    wait_for("the worker to end on SIGHUP", BOOT, || {
+        server.log_text().contains("killed by SIGHUP").then_some(())
+    });
+    let after = server.wait_workers(1, BOOT);
+    assert_ne!(before, after);
+}
+
+/// A SIGTERM that reaches a worker between fork and its runtime's handlers is not
+/// lost: the worker stops as soon as it can, not after the graceful timeout.
+#[test]
+fn sigterm_during_worker_boot_is_not_lost() {
+    let _g = serial();
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--post-fork-delay",
+        "1500",
+        "--graceful-timeout",
+        "60",
+    ]);
+    let first = server.wait_workers(1, BOOT);
+    server.signal(Signal::SIGTTIN);
+    let booting = wait_for("a second worker", BOOT, || {
+        server.workers().into_iter().find(|p| !first.contains(p))
+    });
+    kill(Pid::from_raw(booting), Signal::SIGTERM).expect("signal booting worker");
+    wait_for(
+        "the booting worker to stop",
+        Duration::from_secs(15),
+        || (!alive(booting)).then_some(()),
+    );
+}
+
+/// A reload hook that leaves a thread running makes forking unsafe: the supervisor
+/// refuses to fork, says why, and stops.
+#[test]
+fn a_thread_left_by_a_hook_stops_forking() {
+    let _g = serial();
+    let mut server = Server::start(&["-w", "1", "--thread-on-reload"]);
+    server.wait_workers(1, BOOT);
+    let before = spawned(&server.log_text());
+    server.signal(Signal::SIGHUP);
+    let status = server.wait_exit(Duration::from_secs(30));
+    let log = server.log_text();
+    assert_ne!(status.code(), Some(0), "{log}");
+    assert!(log.contains("single-threaded"), "{log}");
+    assert_eq!(spawned(&log), before, "forked with threads:\n{log}");
+}
+
+/// A worker still draining at the graceful timeout exits by itself just before the
+/// supervisor's deadline; SIGKILL is the last resort, not the rule.
+#[test]
+fn a_draining_worker_exits_before_the_kill_deadline() {
+    let _g = serial();
+    let mut server = Server::start(&["-w", "1", "--graceful-timeout", "2"]);
+    server.wait_workers(1, BOOT);
+    let slow = in_background(&server, "/slow/20000");
+    wait_slow_in_progress(&server, 1.0);
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(20));
+    let log = server.log_text();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("graceful timeout reached"), "{log}");
+    assert!(!log.contains("killed by SIGKILL"), "{log}");
+    assert!(slow.join().expect("client").is_err());
+}
+
+/// A hung worker gets SIGABRT first, and the log says which worker hung and where
+/// (its backtrace), before it is replaced.
+#[test]
+fn a_hung_worker_is_aborted_with_a_backtrace() {
+    let _g = serial();
+    let server = Server::start(&["-w", "1", "--timeout", "2"]);
+    let before = server.wait_workers(1, BOOT);
+    let spin = in_background(&server, "/spin/8000");
+    wait_for("the abort to be logged", Duration::from_secs(20), || {
+        let log = server.log_text();
+        (log.contains("killed by SIGABRT") && log.contains("backtrace")).then_some(())
+    });
+    let log = server.log_text();
+    assert!(log.contains("sending SIGABRT"), "{log}");
+    assert!(log.contains(&format!("pid={}", before[0])), "{log}");
+    // Where it hung: the request handler of the demo server.
+    assert!(log.contains("demo_server"), "{log}");
+    assert!(spin.join().expect("client").is_err());
+    server.wait_workers(1, BOOT);
+    let m = server.metrics();
+    assert_eq!(
+        sample(&m, "muster_worker_restarts_total", &[("reason", "timeout")]),
+        1.0,
+        "{m}"
+    );
+}
+
+/// `--timeout` is the heartbeat of a hung worker: an async handler that waits longer
+/// than it still answers. `--handler-timeout` bounds slow handlers with a 504.
+#[test]
+fn slow_handlers_are_bounded_by_the_handler_timeout_not_by_timeout() {
+    let _g = serial();
+    let server = Server::start(&["-w", "1", "--timeout", "1"]);
+    server.wait_workers(1, BOOT);
+    assert_eq!(server.get("/slow/2500").0, 200);
+    drop(server);
+    let server = Server::start(&["-w", "1", "--handler-timeout", "1"]);
+    server.wait_workers(1, BOOT);
+    let (status, body) = server.get("/slow/5000");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(server.get("/slow/10").0, 200);
+    let m = server.metrics();
+    assert_eq!(
+        sample(
+            &m,
+            "http_requests_total",
+            &[("route", "/slow/{ms}"), ("status", "504")]
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+/// A reload without `--multiproc-dir` (a private temporary directory) does not warn
+/// that the directory cannot change.
+#[test]
+fn hup_without_a_directory_flag_does_not_warn() {
+    let _g = serial();
+    let server = Server::start_with(Options {
+        args: &["-w", "1"],
+        no_dir_flag: true,
+        ..Options::default()
+    });
+    let before = server.wait_workers(1, BOOT);
+    server.signal(Signal::SIGHUP);
+    wait_for("the replacement", BOOT, || {
+        let w = server.workers();
+        (w.len() == 1 && w != before && logged_ready(&server.log_text(), &w)).then_some(())
+    });
+    let log = server.log_text();
+    assert!(log.contains("reload: replacing workers"), "{log}");
+    assert!(!log.contains("cannot change"), "{log}");
+}
+
+/// Checking the new credentials of a reload (bcrypt against the weak-password list)
+/// does not stall the supervisor: a worker killed meanwhile is reaped first.
+#[test]
+fn hup_checks_credentials_without_stalling_reaping() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("muster.toml");
+    std::fs::write(&conf, "workers = 1\n").expect("config");
+    let web = tmp.path().join("web.yml");
+    // Cost 12: the weak-password check takes seconds.
+    let hash = bcrypt::hash_with_result("Zq7-uF2x-9kLp-w3Rt", 12)
+        .expect("bcrypt")
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(&web, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("web");
+    let conf_s = conf.to_str().expect("utf-8");
+    let server = Server::start(&["-c", conf_s]);
+    let before = server.wait_workers(1, BOOT);
+    std::fs::write(
+        &conf,
+        format!("workers = 1\nweb_config_file = \"{}\"\n", web.display()),
+    )
+    .expect("config");
+    server.signal(Signal::SIGHUP);
+    kill(Pid::from_raw(before[0]), Signal::SIGKILL).expect("kill worker");
+    let log = wait_for("the new web config", Duration::from_secs(60), || {
+        let log = server.log_text();
+        log.contains("web config loaded").then_some(log)
+    });
+    let reaped = log.find("killed by SIGKILL").expect("reaped");
+    let loaded = log.find("web config loaded").expect("loaded");
+    assert!(reaped < loaded, "reaping waited for bcrypt:\n{log}");
+}
+
+/// Workers leave with `_exit`: handlers the parent registered with `atexit` run in
+/// the supervisor only.
+#[test]
+fn workers_do_not_run_the_parents_atexit_handlers() {
+    let _g = serial();
+    let mut server = Server::start(&["-w", "2", "--atexit-marker", "--max-requests", "5"]);
+    server.wait_workers(2, BOOT);
+    for _ in 0..20 {
+        assert_eq!(server.get("/").0, 200);
+    }
+    wait_for("a recycled worker", BOOT, || {
+        server
+            .log_text()
+            .contains("reason=\"recycle\"")
+            .then_some(())
+    });
+    server.signal(Signal::SIGTERM);
+    server.wait_exit(BOOT);
+    let log = server.log_text();
+    let ran: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("atexit handler ran in pid"))
+        .collect();
+    assert_eq!(
+        ran,
+        vec![format!("atexit handler ran in pid {}", server.pid()).as_str()],
+        "{log}"
+    );
+}
