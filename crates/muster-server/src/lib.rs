@@ -31,11 +31,13 @@
 
 pub mod auth;
 pub mod config;
+mod connection;
 pub mod demo;
 pub mod http;
 mod instruments;
-mod listeners;
+pub mod listeners;
 mod mpdir;
+mod notify;
 mod procmetrics;
 pub mod scoreboard;
 mod scrape;
@@ -48,8 +50,10 @@ use std::path::PathBuf;
 
 pub use bytes::Bytes;
 pub use config::{Config, ServerArgs};
+pub use connection::Peer;
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
+pub use listeners::Listener;
 pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram};
 pub use webconfig::WebConfig;
 pub use worker::WorkerParams;

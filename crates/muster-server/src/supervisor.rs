@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::instruments::SupervisorMetrics;
-use crate::listeners;
+use crate::listeners::{self, Listener};
 use crate::mpdir::MultiprocDir;
 use crate::scoreboard::{now_ms, Scoreboard, SlotState, MAX_APP_WORKERS, METRICS_SLOT};
 use crate::signals::{self, SignalState};
@@ -158,37 +158,27 @@ pub fn supervise<P: WorkerProgram>(
         return Err(ServerError::NotSingleThreaded(threads));
     }
     config.validate()?;
+    crate::notify::init();
     // The web config (TLS files, credentials, weak-password check) before anything else:
     // a mistake there is a configuration error, not a surprise at the first scrape.
     let web = load_web_config(&config)?;
 
     // Listeners before the directory is cleared: a second server started by mistake on
     // the same address fails here, before it touches the first one's files.
-    let app_listeners = match listeners::from_systemd()? {
-        Some(l) => {
-            info!(
-                count = l.len(),
-                "using sockets passed by systemd (LISTEN_FDS)"
-            );
-            l
-        }
-        None => config
-            .bind
-            .iter()
-            .map(|a| listeners::bind_addr(a))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let (app_listeners, from_systemd) = listeners::open_app(&config.bind)?;
+    if from_systemd {
+        info!(
+            count = app_listeners.len(),
+            "using sockets passed by systemd (LISTEN_FDS)"
+        );
+    }
     for l in &app_listeners {
-        if let Ok(a) = l.local_addr() {
-            info!(addr = %a, "listening");
-        }
+        info!(addr = %l, "listening");
     }
     let metrics_listener = match &config.metrics_bind {
         Some(a) => {
-            let l = listeners::bind_addr(a)?;
-            if let Ok(a) = l.local_addr() {
-                info!(addr = %a, "metrics listening");
-            }
+            let l = Listener::bind(a)?;
+            info!(addr = %l, "metrics listening");
             Some(l)
         }
         None => None,
@@ -241,6 +231,7 @@ pub fn supervise<P: WorkerProgram>(
         generation: 0,
         rolling: None,
         reload_check: None,
+        told_ready: false,
         phase: Phase::Running,
         backoff_level: 0,
         boot_failures: 0,
@@ -345,8 +336,8 @@ struct Supervisor<P: WorkerProgram> {
     scoreboard: Arc<Scoreboard>,
     signals: SignalState,
     metrics: SupervisorMetrics,
-    app_listeners: Vec<std::net::TcpListener>,
-    metrics_listener: Option<std::net::TcpListener>,
+    app_listeners: Vec<Listener>,
+    metrics_listener: Option<Listener>,
     children: HashMap<Pid, Child>,
     /// Freed application slots; the most recently freed is reused first.
     free_slots: Vec<usize>,
@@ -355,6 +346,8 @@ struct Supervisor<P: WorkerProgram> {
     /// During a reload: the new worker we wait for before stopping an old one.
     rolling: Option<Pid>,
     reload_check: Option<ReloadCheck>,
+    /// Whether systemd was told the current set of workers is ready (`sd_notify`).
+    told_ready: bool,
     phase: Phase,
     backoff_level: u32,
     boot_failures: u32,
@@ -379,6 +372,7 @@ impl<P: WorkerProgram> Supervisor<P> {
             }
             self.reap();
             self.watch();
+            self.tell_ready();
             if self.fatal.is_some() && self.phase == Phase::Running {
                 // Stop the way SIGTERM stops: healthy workers finish their requests.
                 self.begin_stop(true);
@@ -396,6 +390,28 @@ impl<P: WorkerProgram> Supervisor<P> {
         match self.fatal.take() {
             Some(e) => Err(e),
             None => Ok(ExitCode::SUCCESS),
+        }
+    }
+
+    /// Tells systemd (`READY=1`) once every worker of the current generation is
+    /// ready and as many as wanted: at start, and after each reload.
+    fn tell_ready(&mut self) {
+        if self.told_ready || self.phase != Phase::Running {
+            return;
+        }
+        let mut ready = 0;
+        for c in self.children.values() {
+            if c.kind != WorkerKind::App || c.stopping_since.is_some() {
+                continue;
+            }
+            if c.generation < self.generation || c.ready_at.is_none() {
+                return;
+            }
+            ready += 1;
+        }
+        if ready >= self.target {
+            self.told_ready = true;
+            crate::notify::ready(ready);
         }
     }
 
@@ -546,6 +562,8 @@ impl<P: WorkerProgram> Supervisor<P> {
         }
         self.generation += 1;
         self.rolling = None;
+        self.told_ready = false;
+        crate::notify::reloading();
         info!(
             generation = self.generation,
             workers = self.target,
@@ -564,6 +582,7 @@ impl<P: WorkerProgram> Supervisor<P> {
             Phase::Stopping { graceful: true, .. } if graceful => return,
             _ => {}
         }
+        crate::notify::stopping();
         let (sig, deadline) = if graceful {
             (Signal::SIGTERM, now + self.config.graceful_timeout)
         } else {

@@ -120,6 +120,11 @@ pub struct Options<'a> {
     pub systemd_socket: Option<std::net::TcpListener>,
     /// Leave out the default `--multiproc-dir`.
     pub no_dir_flag: bool,
+    /// Run the server under this command (e.g. `systemd-socket-activate -l ...`);
+    /// `-b 127.0.0.1:0` is then not added.
+    pub launcher: &'a [&'a str],
+    /// Hand this socket over as descriptor N (for `--bind fd://N`).
+    pub inherit_fd: Option<(std::os::fd::OwnedFd, i32)>,
 }
 
 impl Default for Options<'_> {
@@ -130,6 +135,8 @@ impl Default for Options<'_> {
             env: &[],
             systemd_socket: None,
             no_dir_flag: false,
+            launcher: &[],
+            inherit_fd: None,
         }
     }
 }
@@ -156,9 +163,16 @@ impl Server {
                     .arg(binary());
                 c
             }
+            None if !opts.launcher.is_empty() => {
+                let mut c = Command::new(opts.launcher[0]);
+                c.args(&opts.launcher[1..]).arg(binary());
+                c
+            }
             None => Command::new(binary()),
         };
-        cmd.args(["-b", "127.0.0.1:0"]);
+        if opts.launcher.is_empty() {
+            cmd.args(["-b", "127.0.0.1:0"]);
+        }
         if !opts.no_dir_flag {
             cmd.arg("--multiproc-dir").arg(&dir);
         }
@@ -183,6 +197,23 @@ impl Server {
                             return Err(std::io::Error::last_os_error());
                         }
                     } else if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some((fd, target)) = &opts.inherit_fd {
+            use std::os::fd::AsRawFd;
+            let (fd, target) = (fd.as_raw_fd(), *target);
+            // SAFETY: dup2 and fcntl are async-signal-safe; the closure only calls them.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if fd == target {
+                        if libc::fcntl(target, libc::F_SETFD, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, target) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
