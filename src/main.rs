@@ -57,23 +57,16 @@ enum FormatArg {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    // `demo` sets its logging up itself (--log-level).
+    if !matches!(cli.command, Command::Demo { .. }) {
+        muster_server::init_logging(&std::env::var("MUSTER_LOG").unwrap_or_else(|_| "info".into()));
+    }
     // Each command's error: the prefix of its message, the exit code and the message.
     let usage = |message: String| (2, message);
     let (prefix, result) = match cli.command {
         // The server forks: nothing before it may start a thread.
-        Command::Demo { server } => (
-            "muster",
-            muster_server::demo::run_demo(&server).map_err(|e| (e.exit_code(), e.to_string())),
-        ),
+        Command::Demo { server } => return muster_demo::run_demo(&server),
         Command::Exporter(args) => (
             "muster exporter",
             exporter::run(&args)

@@ -23,13 +23,6 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
 
     // Runs in each worker after fork: metrics created here go to the worker's files.
@@ -55,15 +48,7 @@ fn main() -> ExitCode {
     // Route templates label the HTTP metrics (never the raw path).
     .routes(["/hello/{name}"]);
 
-    match cli
-        .server
-        .to_config()
-        .and_then(|c| muster_server::run(c, factory))
-    {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    // --check-config, --print-config, --log-level, then the server.
+    cli.server
+        .main(|config| muster_server::run(config, factory))
 }

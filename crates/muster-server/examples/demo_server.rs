@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use muster_server::demo::{demo_app, DemoApp, DemoService};
+use muster_demo::{demo_app, DemoApp, DemoService};
 use muster_server::{AppFactory, BoxError, Bytes, Full, ServerArgs, ServerContext, WorkerContext};
 
 #[derive(Parser)]
@@ -108,7 +108,7 @@ impl tower_service::Service<Request<Incoming>> for TestService {
 impl AppFactory for TestApp {
     type Service = TestService;
 
-    fn build(&self, ctx: &WorkerContext) -> Result<TestService, BoxError> {
+    async fn build(&self, ctx: &WorkerContext) -> Result<TestService, BoxError> {
         if self.fail_boot {
             return Err("failing on purpose (--fail-boot)".into());
         }
@@ -130,7 +130,7 @@ impl AppFactory for TestApp {
             std::process::exit(1);
         }
         Ok(TestService {
-            inner: self.inner.build(ctx)?,
+            inner: self.inner.build(ctx).await?,
         })
     }
 
@@ -169,20 +169,12 @@ extern "C" fn atexit_marker() {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     if cli.faults.atexit_marker {
         // SAFETY: registers a plain function.
         unsafe { libc::atexit(atexit_marker) };
     }
-    let result = cli.server.to_config().and_then(|config| {
+    cli.server.main(|config| {
         muster_server::run(
             config,
             TestApp {
@@ -191,12 +183,5 @@ fn main() -> ExitCode {
                 faults: cli.faults.clone(),
             },
         )
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("muster: error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    })
 }

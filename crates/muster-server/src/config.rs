@@ -29,6 +29,15 @@
 //! max_header_bytes = 32768
 //! max_requests_per_connection = 1000
 //! worker_connections = 1000
+//! log_level = "info"
+//! access_logfile = "-"
+//! access_logformat = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+//! forwarded_allow_ips = ["127.0.0.1", "::1"]
+//! metrics_on_app_port = true
+//! user = "www-data"
+//! group = "www-data"
+//! umask = 0o027
+//! chdir = "/srv/app"
 //! ```
 //!
 //! `--allow-weak-credentials` exists only as a command-line flag: accepting a weak
@@ -37,7 +46,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
 
@@ -103,6 +112,27 @@ pub struct Config {
     /// Most connections one worker serves at once; further connections wait in the
     /// shared accept queue for a worker with room.
     pub worker_connections: usize,
+    /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or `tracing` directives
+    /// (`info,muster_server=debug`). Default: `$MUSTER_LOG`, else `info`.
+    pub log_level: String,
+    /// Access log file (`-` = standard output); none = no access log.
+    pub access_logfile: Option<PathBuf>,
+    /// Access log line format, in gunicorn's `%(x)s` atoms (see [`crate::accesslog`]).
+    pub access_logformat: String,
+    /// Peers trusted to set `X-Forwarded-For` / `X-Forwarded-Proto` (IP addresses, CIDR
+    /// networks, or `*`); clients on a Unix socket always are.
+    pub forwarded_allow_ips: Vec<String>,
+    /// Serve `/metrics`, `/-/healthy` and `/-/ready` on the application's listeners too
+    /// (off: only on `metrics_bind`, and those paths belong to the application).
+    pub metrics_on_app_port: bool,
+    /// Run as this user (name or uid) once the listeners are bound.
+    pub user: Option<String>,
+    /// Run as this group (name or gid) once the listeners are bound.
+    pub group: Option<String>,
+    /// File mode creation mask, set at start.
+    pub umask: Option<u32>,
+    /// Working directory, changed to at start.
+    pub chdir: Option<PathBuf>,
     /// The command-line flags, re-applied over the file on SIGHUP.
     pub(crate) args: Option<ServerArgs>,
 }
@@ -134,6 +164,18 @@ impl Default for Config {
             max_header_bytes: 32 * 1024,
             max_requests_per_connection: 1000,
             worker_connections: 1000,
+            log_level: std::env::var("MUSTER_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "info".into()),
+            access_logfile: None,
+            access_logformat: crate::accesslog::DEFAULT_FORMAT.into(),
+            forwarded_allow_ips: vec!["127.0.0.1".into(), "::1".into()],
+            metrics_on_app_port: true,
+            user: None,
+            group: None,
+            umask: None,
+            chdir: None,
             args: None,
         }
     }
@@ -154,7 +196,7 @@ fn default_workers() -> usize {
 
 /// Settings laid over the defaults: the keys a TOML config file may hold (all
 /// optional; unknown keys are an error), and what the command-line flags set.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Overrides {
     workers: Option<usize>,
@@ -177,6 +219,15 @@ struct Overrides {
     max_header_bytes: Option<usize>,
     max_requests_per_connection: Option<u64>,
     worker_connections: Option<usize>,
+    log_level: Option<String>,
+    access_logfile: Option<PathBuf>,
+    access_logformat: Option<String>,
+    forwarded_allow_ips: Option<Vec<String>>,
+    metrics_on_app_port: Option<bool>,
+    user: Option<String>,
+    group: Option<String>,
+    umask: Option<u32>,
+    chdir: Option<PathBuf>,
 }
 
 /// Command-line flags with gunicorn's names; flatten into a clap parser with
@@ -249,9 +300,87 @@ pub struct ServerArgs {
     /// Most simultaneous connections per worker [default: 1000]
     #[arg(long, value_name = "N")]
     pub worker_connections: Option<usize>,
+    /// Log level: error, warn, info, debug, trace, or tracing directives
+    /// [default: $MUSTER_LOG or info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Write an access log line per request to FILE ('-' = standard output) [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub access_logfile: Option<PathBuf>,
+    /// Access log format, gunicorn's atoms: %(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)s ...
+    #[arg(long, value_name = "FORMAT")]
+    pub access_logformat: Option<String>,
+    /// Peers trusted to set X-Forwarded-For/-Proto: comma-separated IPs, CIDRs or '*'
+    /// [default: 127.0.0.1,::1]
+    #[arg(long, value_name = "IPS", value_delimiter = ',')]
+    pub forwarded_allow_ips: Option<Vec<String>>,
+    /// Do not serve /metrics, /-/healthy and /-/ready on the application's listeners
+    /// (only on --metrics-bind, which is then required)
+    #[arg(long)]
+    pub no_metrics_on_app_port: bool,
+    /// Run as this user (name or uid) once the listeners are bound
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    /// Run as this group (name or gid) once the listeners are bound
+    #[arg(long, short = 'g', value_name = "GROUP")]
+    pub group: Option<String>,
+    /// File mode creation mask, octal (e.g. 027)
+    #[arg(long, short = 'm', value_name = "MASK", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+    /// Change to this directory at start
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Check the configuration (files, addresses, directory) and exit: 0 if usable
+    #[arg(long)]
+    pub check_config: bool,
+    /// Print the effective configuration as a TOML config file and exit
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Parses an octal umask: `027`, `0o027`, `0027`.
+fn parse_umask(v: &str) -> Result<u32, String> {
+    let digits = v.trim().trim_start_matches("0o");
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{v:?} is not an octal file mode mask (e.g. 027)"))
 }
 
 impl ServerArgs {
+    /// What a `main` does with these flags: builds the configuration, sets up logging
+    /// (`--log-level`), answers `--print-config` or `--check-config`, else calls `run`.
+    /// Errors are printed (`muster: error: ...`) and become the exit status
+    /// ([`ServerError::exit_code`]).
+    pub fn main(
+        &self,
+        run: impl FnOnce(Config) -> Result<std::process::ExitCode, ServerError>,
+    ) -> std::process::ExitCode {
+        let fail = |e: ServerError| {
+            eprintln!("muster: error: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        };
+        let config = match self.to_config() {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        crate::init_logging(&config.log_level);
+        if self.print_config {
+            print!("{}", config.to_toml());
+            return std::process::ExitCode::SUCCESS;
+        }
+        if self.check_config {
+            return match crate::check::check_config(&config) {
+                Ok(()) => {
+                    println!("configuration OK");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
+        run(config).unwrap_or_else(fail)
+    }
+
     /// Builds the configuration: defaults and environment, then the config file given
     /// with `-c`, then these flags.
     pub fn to_config(&self) -> Result<Config, ServerError> {
@@ -280,6 +409,15 @@ impl ServerArgs {
             max_header_bytes: self.max_header_bytes,
             max_requests_per_connection: self.max_requests_per_connection,
             worker_connections: self.worker_connections,
+            log_level: self.log_level.clone(),
+            access_logfile: self.access_logfile.clone(),
+            access_logformat: self.access_logformat.clone(),
+            forwarded_allow_ips: self.forwarded_allow_ips.clone(),
+            metrics_on_app_port: self.no_metrics_on_app_port.then_some(false),
+            user: self.user.clone(),
+            group: self.group.clone(),
+            umask: self.umask,
+            chdir: self.chdir.clone(),
         }
         .apply(&mut config, Source::Flags)?;
         config.allow_weak_credentials |= self.allow_weak_credentials;
@@ -349,6 +487,15 @@ impl Overrides {
             self.max_requests_per_connection,
         );
         set(&mut config.worker_connections, self.worker_connections);
+        set(&mut config.log_level, self.log_level);
+        set(&mut config.access_logfile, self.access_logfile.map(Some));
+        set(&mut config.access_logformat, self.access_logformat);
+        set(&mut config.forwarded_allow_ips, self.forwarded_allow_ips);
+        set(&mut config.metrics_on_app_port, self.metrics_on_app_port);
+        set(&mut config.user, self.user.map(Some));
+        set(&mut config.group, self.group.map(Some));
+        set(&mut config.umask, self.umask.map(Some));
+        set(&mut config.chdir, self.chdir.map(Some));
         Ok(())
     }
 }
@@ -405,6 +552,44 @@ impl Config {
         }
     }
 
+    /// The configuration as a TOML config file (what `--print-config` prints): every
+    /// key, with the value in force.
+    pub fn to_toml(&self) -> String {
+        let secs = |d: Duration| Some(d.as_secs_f64());
+        let all = Overrides {
+            workers: Some(self.workers),
+            bind: Some(self.bind.clone()),
+            timeout: secs(self.timeout),
+            graceful_timeout: secs(self.graceful_timeout),
+            threads: Some(self.threads),
+            max_requests: Some(self.max_requests),
+            max_requests_jitter: Some(self.max_requests_jitter),
+            pid: self.pid.clone(),
+            metrics_bind: self.metrics_bind.clone(),
+            multiproc_dir: self.multiproc_dir.clone(),
+            max_boot_failures: Some(self.max_boot_failures),
+            http_metrics: Some(self.http_metrics),
+            web_config_file: self.web_config_file.clone(),
+            header_read_timeout: secs(self.header_read_timeout),
+            keepalive: secs(self.keepalive),
+            handler_timeout: secs(self.handler_timeout),
+            limit_request_fields: Some(self.limit_request_fields),
+            max_header_bytes: Some(self.max_header_bytes),
+            max_requests_per_connection: Some(self.max_requests_per_connection),
+            worker_connections: Some(self.worker_connections),
+            log_level: Some(self.log_level.clone()),
+            access_logfile: self.access_logfile.clone(),
+            access_logformat: Some(self.access_logformat.clone()),
+            forwarded_allow_ips: Some(self.forwarded_allow_ips.clone()),
+            metrics_on_app_port: Some(self.metrics_on_app_port),
+            user: self.user.clone(),
+            group: self.group.clone(),
+            umask: self.umask,
+            chdir: self.chdir.clone(),
+        };
+        toml::to_string(&all).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+
     /// Checks the values for consistency.
     pub fn validate(&self) -> Result<(), ServerError> {
         if self.workers == 0 {
@@ -454,6 +639,18 @@ impl Config {
                 "worker_connections must be at least 1".into(),
             ));
         }
+        if !self.metrics_on_app_port && self.metrics_bind.is_none() {
+            return Err(ServerError::Config(
+                "--no-metrics-on-app-port (metrics_on_app_port = false) needs --metrics-bind: \
+                 /metrics would be served nowhere"
+                    .into(),
+            ));
+        }
+        if self.umask.is_some_and(|m| m > 0o777) {
+            return Err(ServerError::Config("umask must be at most 0o777".into()));
+        }
+        crate::forwarded::TrustedProxies::parse(&self.forwarded_allow_ips)?;
+        crate::accesslog::Format::parse(&self.access_logformat)?;
         if self.max_boot_failures == 0 {
             return Err(ServerError::Config(
                 "max_boot_failures must be at least 1".into(),
@@ -505,6 +702,41 @@ mod tests {
         assert!(e.to_string().contains("at least 1"), "{e}");
         let e = Config::from_toml_str("timeout = -1").expect_err("negative");
         assert!(e.to_string().contains("timeout"), "{e}");
+    }
+
+    #[test]
+    fn printed_config_reads_back_the_same() {
+        let args = ServerArgs {
+            workers: Some(3),
+            bind: vec!["unix:/run/app.sock".into(), "127.0.0.1:9000".into()],
+            handler_timeout: Some(2.5),
+            umask: Some(0o027),
+            forwarded_allow_ips: Some(vec!["10.0.0.0/8".into()]),
+            access_logfile: Some("-".into()),
+            ..ServerArgs::default()
+        };
+        let c = args.to_config().expect("config");
+        let text = c.to_toml();
+        let back = Config::from_toml_str(&text).expect("printed config parses");
+        assert_eq!(back.to_toml(), text);
+        assert_eq!(back.workers, 3);
+        assert_eq!(back.bind, c.bind);
+        assert_eq!(back.handler_timeout, Duration::from_millis(2500));
+        assert_eq!(back.umask, Some(0o027));
+        assert!(text.contains("umask = 23"), "{text}");
+    }
+
+    #[test]
+    fn bad_operator_settings_are_clear_errors() {
+        let e = Config::from_toml_str("metrics_on_app_port = false").expect_err("nowhere");
+        assert!(e.to_string().contains("--metrics-bind"), "{e}");
+        let e = Config::from_toml_str("forwarded_allow_ips = [\"10.0.0.0/33\"]").expect_err("cidr");
+        assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
+        let e = Config::from_toml_str("access_logformat = \"%(h)s %(zz)s\"").expect_err("atom");
+        assert!(e.to_string().contains("%(zz)s"), "{e}");
+        assert_eq!(super::parse_umask("027"), Ok(0o027));
+        assert_eq!(super::parse_umask("0o22"), Ok(0o022));
+        assert!(super::parse_umask("999").is_err());
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub(crate) struct Conn<S> {
     pub shared: Arc<Shared>,
     pub svc: Option<S>,
     pub drain: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Held by a connection's stream, so released when the stream is dropped, which is
+/// also after an upgrade (a WebSocket) ends: the drain waits for upgraded connections
+/// too (an application closes them when [`crate::DrainSignal`] fires), and they count
+/// against `worker_connections`.
+pub(crate) struct Held {
     /// Dropped when the connection ends (the drain waits for all of them).
     pub _alive: tokio::sync::mpsc::Sender<()>,
     /// The connection's place among `worker_connections`.
@@ -159,6 +166,7 @@ impl Activity {
 struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
+    _held: Held,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
@@ -237,7 +245,7 @@ impl Drop for InFlight {
 /// HTTP/1.1 connections are closed after `max_requests`. When
 /// the worker drains, the request in progress finishes, or an idle connection's next
 /// request (within [`DRAIN_REQUEST_GRACE`]) is answered, then the connection closes.
-pub(crate) async fn serve_connection<S, T>(c: Conn<S>, stream: T, peer: Peer)
+pub(crate) async fn serve_connection<S, T>(c: Conn<S>, held: Held, stream: T, peer: Peer)
 where
     S: crate::AppService,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -251,6 +259,7 @@ where
     let stream = Tracked {
         inner: stream,
         activity: Arc::clone(&activity),
+        _held: held,
     };
     match c.tls.clone() {
         None => serve_io(c, TokioIo::new(stream), activity, peer).await,
@@ -288,7 +297,9 @@ where
             Arc::clone(&limits),
         );
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let client = shared.proxies.client(Some(peer), shared.tls, req.headers());
             req.extensions_mut().insert(peer);
+            req.extensions_mut().insert(client);
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = InFlight(Arc::clone(&activity));
             request_seen.notify_waiters();
@@ -312,7 +323,7 @@ where
             }
         })
     };
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let tick = (limits.keepalive.min(limits.header_read_timeout) / 4)
         .clamp(Duration::from_millis(50), Duration::from_secs(1));

@@ -20,6 +20,8 @@ use hyper::body::Incoming;
 use muster_collect::Format;
 use tracing::warn;
 
+use crate::accesslog::{AccessLog, Entry};
+use crate::forwarded::{Client, TrustedProxies};
 use crate::instruments::HttpMetrics;
 use crate::scoreboard::{Scoreboard, SlotState};
 use crate::webconfig::WebConfig;
@@ -171,6 +173,15 @@ pub(crate) struct Shared {
     /// Recycle after this many requests (0 = never).
     pub request_limit: u64,
     pub drain: tokio::sync::Notify,
+    /// Serve muster's endpoints here (off on the application's listeners with
+    /// `--no-metrics-on-app-port`).
+    pub own_endpoints: bool,
+    /// The access log, when `--access-logfile` is given.
+    pub access_log: Option<Arc<AccessLog>>,
+    /// `--forwarded-allow-ips`.
+    pub proxies: TrustedProxies,
+    /// Whether the listeners speak TLS (the scheme of a request).
+    pub tls: bool,
     /// An application request still without a response head after this long is
     /// answered 504 (`--handler-timeout`; `None` = no limit).
     pub handler_timeout: Option<std::time::Duration>,
@@ -254,13 +265,16 @@ pub(crate) async fn dispatch<S: AppService>(
 ) -> Response<ResponseBody> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let endpoint = match req.uri().path() {
-        "/metrics" if get => Endpoint::Metrics,
-        "/-/healthy" if get => Endpoint::Healthy,
-        "/-/ready" if get => Endpoint::Ready,
+        "/metrics" if get && shared.own_endpoints => Endpoint::Metrics,
+        "/-/healthy" if get && shared.own_endpoints => Endpoint::Healthy,
+        "/-/ready" if get && shared.own_endpoints => Endpoint::Ready,
         _ => {
             return match svc {
                 Some(svc) => {
-                    let r = instrumented(shared, svc, req).await;
+                    let r = match &shared.access_log {
+                        None => instrumented(shared, svc, req).await,
+                        Some(log) => logged(shared, log, svc, req).await,
+                    };
                     shared.count_request();
                     r
                 }
@@ -280,6 +294,34 @@ pub(crate) async fn dispatch<S: AppService>(
         Endpoint::Ready if shared.draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         Endpoint::Ready => text(StatusCode::OK, "ready\n"),
     }
+}
+
+/// [`instrumented`], and a line in the access log once the response head is ready.
+async fn logged<S: AppService>(
+    shared: &Shared,
+    log: &AccessLog,
+    svc: S,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let start = std::time::SystemTime::now();
+    let clock = Instant::now();
+    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+    let headers = req.headers().clone();
+    let client = req.extensions().get::<Client>().and_then(|c| c.ip);
+    let resp = instrumented(shared, svc, req).await;
+    log.log(&Entry {
+        client,
+        user: None,
+        start,
+        method: &method,
+        uri: &uri,
+        version,
+        request_headers: &headers,
+        status: resp.status(),
+        response_headers: resp.headers(),
+        elapsed: clock.elapsed(),
+    });
+    resp
 }
 
 /// Decrements `http_requests_in_progress` however the request ends (also when the

@@ -29,15 +29,20 @@
 
 #![warn(missing_docs)]
 
+pub mod accesslog;
 pub mod auth;
+#[cfg(feature = "axum")]
+pub mod axum_app;
+mod check;
 pub mod config;
 mod connection;
-pub mod demo;
+mod forwarded;
 pub mod http;
 mod instruments;
 pub mod listeners;
 mod mpdir;
 mod notify;
+mod privileges;
 mod procmetrics;
 pub mod scoreboard;
 mod scrape;
@@ -51,12 +56,45 @@ use std::path::PathBuf;
 pub use bytes::Bytes;
 pub use config::{Config, ServerArgs};
 pub use connection::Peer;
+pub use forwarded::Client;
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
 pub use listeners::Listener;
 pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram};
 pub use webconfig::WebConfig;
 pub use worker::WorkerParams;
+
+/// Sets up logging to standard error with `filter` (`info`, `debug`, or `tracing`
+/// directives such as `info,muster_server=debug`); a bad filter falls back to `info`
+/// with a warning. Does nothing if a subscriber is already installed.
+pub fn init_logging(filter: &str) {
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(f) => (f, None),
+        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    };
+    let installed = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init()
+        .is_ok();
+    if let (true, Some(e)) = (installed, bad) {
+        tracing::warn!(error = %e, "bad --log-level; logging at info");
+    }
+}
+
+/// A whole `main` for a binary built on muster-server: parses [`ServerArgs`] from the
+/// command line and hands them to [`ServerArgs::main`].
+pub fn cli_main(
+    run: impl FnOnce(Config) -> Result<std::process::ExitCode, ServerError>,
+) -> std::process::ExitCode {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+    <Cli as clap::Parser>::parse().server.main(run)
+}
 
 /// A boxed error, as returned by user factories and services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -143,6 +181,27 @@ pub struct WorkerContext {
     pub multiproc_dir: PathBuf,
     /// The configuration in force when the worker was forked.
     pub config: Config,
+    /// Tells the application when this worker starts draining (SIGTERM, a reload,
+    /// `--max-requests`), e.g. to close WebSockets and other long-lived streams, which
+    /// the drain does not wait for.
+    pub drain: DrainSignal,
+}
+
+/// Whether (and when) a worker starts draining; see [`WorkerContext::drain`]. Cheap to
+/// clone into handlers.
+#[derive(Debug, Clone)]
+pub struct DrainSignal(pub(crate) tokio::sync::watch::Receiver<bool>);
+
+impl DrainSignal {
+    /// Whether the worker is draining now.
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when the worker starts draining (or is gone).
+    pub async fn draining(mut self) {
+        let _ = self.0.wait_for(|d| *d).await;
+    }
 }
 
 /// What the supervisor knows before forking, handed to [`AppFactory::before_fork`].
@@ -204,9 +263,14 @@ pub trait AppFactory: Send + 'static {
     /// The service built per worker.
     type Service: AppService;
 
-    /// Builds the service in a worker process (its tokio runtime is running; metrics
-    /// created here write into this worker's files).
-    fn build(&self, ctx: &WorkerContext) -> Result<Self::Service, BoxError>;
+    /// Builds the service in a worker process, on its tokio runtime (so startup can be
+    /// async: open a database pool here). Metrics created here write into this
+    /// worker's files. An error stops the worker with a boot error (exit code 3), which
+    /// stops the server.
+    fn build(
+        &self,
+        ctx: &WorkerContext,
+    ) -> impl std::future::Future<Output = Result<Self::Service, BoxError>>;
 
     /// Route templates (`/walks/{id}`) used to label the HTTP metrics; a request that
     /// matches none is labelled `unmatched`. A response carrying a [`RouteTemplate`]
@@ -271,8 +335,8 @@ where
     S: AppService,
 {
     type Service = S;
-    fn build(&self, ctx: &WorkerContext) -> Result<S, BoxError> {
-        (self.build)(ctx)
+    fn build(&self, ctx: &WorkerContext) -> impl std::future::Future<Output = Result<S, BoxError>> {
+        std::future::ready((self.build)(ctx))
     }
     fn routes(&self) -> Vec<String> {
         self.routes.clone()

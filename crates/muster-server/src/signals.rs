@@ -7,11 +7,13 @@
 //!
 //! The handlers are installed with `sigaction(2)` directly, not through a registry
 //! that keeps its own handler installed, because a forked child must get the
-//! *default* dispositions back: every signal is blocked around `fork` (so none is
-//! handled by the supervisor's handler in the child, or lost in between), the child
-//! resets the supervisor's signals to `SIG_DFL`, and unblocks only once its own
-//! handlers are in place ([`restore`]); a signal sent meanwhile stays pending and is
-//! delivered then.
+//! *default* dispositions back. The child blocks every signal first thing, resets the
+//! supervisor's signals to `SIG_DFL`, and unblocks only once its own handlers are in
+//! place ([`ChildSignals::release`]): a signal sent meanwhile stays pending and is
+//! delivered then, and one that hit the inherited handler in the instant before the
+//! block was counted in the child's copy of the counts and is raised again then. (The
+//! parent does not block signals across `fork`: a blocked signal that arrives twice is
+//! merged by the kernel, and three `kill -TTIN` must stay three.)
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
@@ -107,9 +109,7 @@ impl SignalState {
 }
 
 /// Blocks every signal in this thread; returns the mask to restore (see [`restore`]).
-/// Used around `fork`, so that no signal is handled in the window where the child
-/// still has the supervisor's handlers.
-pub(crate) fn block_all() -> SigSet {
+fn block_all() -> SigSet {
     let mut old = SigSet::empty();
     // Cannot fail with valid arguments.
     let _ = sigprocmask(
@@ -120,25 +120,46 @@ pub(crate) fn block_all() -> SigSet {
     old
 }
 
-/// Restores a signal mask saved by [`block_all`]: in the supervisor right after
-/// `fork`, in a child once its own handlers are in place (signals that arrived since
-/// the fork are delivered then).
-pub(crate) fn restore(mask: &SigSet) {
+/// Restores a signal mask saved by [`block_all`].
+fn restore(mask: &SigSet) {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
 }
 
-/// In a freshly forked child (signals still blocked): gives every signal the
-/// supervisor handles its default disposition back and forgets the self-pipe, so a
-/// signal to the child never reaches the supervisor's loop, and the child's own
-/// handlers (tokio's) install cleanly.
-pub(crate) fn reset_in_child() {
-    WAKE_FD.store(-1, Ordering::Release);
-    for c in &COUNTS {
-        c.store(0, Ordering::Relaxed);
+/// The signals of a freshly forked child, until its own handlers exist.
+#[derive(Debug, Clone)]
+pub struct ChildSignals {
+    /// The mask to restore.
+    mask: SigSet,
+    /// Signals the inherited handler caught in the child before they were blocked.
+    caught: Vec<Signal>,
+}
+
+impl ChildSignals {
+    /// First thing in a freshly forked child: blocks every signal, gives every signal
+    /// the supervisor handles its default disposition back and forgets the self-pipe,
+    /// so a signal to the child never reaches the supervisor's loop and the child's own
+    /// handlers (tokio's) install cleanly.
+    pub(crate) fn take_over() -> ChildSignals {
+        let mask = block_all();
+        WAKE_FD.store(-1, Ordering::Release);
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        let mut caught = Vec::new();
+        for sig in HANDLED {
+            // SAFETY: installing SIG_DFL runs no code of ours.
+            let _ = unsafe { sigaction(sig, &default) };
+            if COUNTS[sig as usize].swap(0, Ordering::AcqRel) > 0 && sig != Signal::SIGCHLD {
+                caught.push(sig);
+            }
+        }
+        ChildSignals { mask, caught }
     }
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in HANDLED {
-        // SAFETY: installing SIG_DFL runs no code of ours.
-        let _ = unsafe { sigaction(sig, &default) };
+
+    /// Once the child's own handlers are installed: unblocks signals (those sent since
+    /// the fork are delivered now) and raises again those caught before the block.
+    pub fn release(&self) {
+        restore(&self.mask);
+        for sig in &self.caught {
+            let _ = nix::sys::signal::raise(*sig);
+        }
     }
 }

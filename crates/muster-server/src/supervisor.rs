@@ -28,17 +28,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 use tracing::{error, info, warn};
 
+use crate::accesslog::AccessLog;
 use crate::config::Config;
 use crate::instruments::SupervisorMetrics;
 use crate::listeners::{self, Listener};
 use crate::mpdir::MultiprocDir;
 use crate::scoreboard::{now_ms, Scoreboard, SlotState, MAX_APP_WORKERS, METRICS_SLOT};
-use crate::signals::{self, SignalState};
+use crate::signals::{ChildSignals, SignalState};
 use crate::webconfig::WebConfig;
 use crate::worker::{self, WorkerKind, WorkerParams};
 use crate::{AppFactory, BoxError, ServerContext, ServerError};
@@ -159,9 +160,12 @@ pub fn supervise<P: WorkerProgram>(
     }
     config.validate()?;
     crate::notify::init();
+    crate::privileges::enter(&config)?;
+    let identity = crate::privileges::Identity::resolve(&config)?;
     // The web config (TLS files, credentials, weak-password check) before anything else:
     // a mistake there is a configuration error, not a surprise at the first scrape.
     let web = load_web_config(&config)?;
+    let access_log = open_access_log(&config)?;
 
     // Listeners before the directory is cleared: a second server started by mistake on
     // the same address fails here, before it touches the first one's files.
@@ -183,6 +187,13 @@ pub fn supervise<P: WorkerProgram>(
         }
         None => None,
     };
+    // Bound: no privilege is needed from here on.
+    identity.assume(
+        &app_listeners
+            .iter()
+            .chain(&metrics_listener)
+            .collect::<Vec<_>>(),
+    )?;
 
     // The directory next: before any worker or collector exists.
     let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
@@ -218,6 +229,7 @@ pub fn supervise<P: WorkerProgram>(
         target: config.workers,
         config,
         web,
+        access_log,
         program,
         dir: dir_path,
         scoreboard,
@@ -262,6 +274,16 @@ fn load_web_config(config: &Config) -> Result<Option<Arc<WebConfig>>, ServerErro
     let web = WebConfig::load(path, config.allow_weak_credentials)?;
     log_web_config(&web);
     Ok(Some(Arc::new(web)))
+}
+
+/// Opens the `--access-logfile`, if any: an unwritable file is a configuration error
+/// before anything forks. Re-opened on SIGHUP (log rotation).
+fn open_access_log(config: &Config) -> Result<Option<Arc<AccessLog>>, ServerError> {
+    config
+        .access_logfile
+        .as_deref()
+        .map(|path| AccessLog::open(path, &config.access_logformat))
+        .transpose()
 }
 
 fn log_web_config(web: &WebConfig) {
@@ -330,6 +352,7 @@ struct ReloadCheck {
 struct Supervisor<P: WorkerProgram> {
     config: Config,
     web: Option<Arc<WebConfig>>,
+    access_log: Option<Arc<AccessLog>>,
     target: usize,
     program: P,
     dir: PathBuf,
@@ -551,6 +574,10 @@ impl<P: WorkerProgram> Supervisor<P> {
             }
         }
         self.web = web;
+        match open_access_log(&config) {
+            Ok(log) => self.access_log = log,
+            Err(e) => error!(error = %e, "reload: keeping the old access log"),
+        }
         self.target = config.workers;
         self.config = config;
         let ctx = ServerContext {
@@ -972,14 +999,15 @@ impl<P: WorkerProgram> Supervisor<P> {
             scoreboard: Arc::clone(&self.scoreboard),
             listeners: Vec::new(),
             supervisor_pid: self.supervisor_pid,
-            signal_mask: SigSet::empty(),
+            access_log: self.access_log.clone(),
+            signals: None,
         };
         let (app_listeners, metrics_listener, program) = (
             &mut self.app_listeners,
             &mut self.metrics_listener,
             &mut self.program,
         );
-        let forked = fork_child(self.supervisor_pid, |mask| {
+        let forked = fork_child(self.supervisor_pid, |signals| {
             // Before touching any metric: this process's files are `<type>_w<k>.db`.
             if let Err(e) = muster_store::set_process_id(&params.id) {
                 error!(worker = %params.id, error = %e, "cannot set the metric process id");
@@ -992,7 +1020,7 @@ impl<P: WorkerProgram> Supervisor<P> {
             };
             app_listeners.clear();
             *metrics_listener = None;
-            params.signal_mask = mask;
+            params.signals = Some(signals);
             program.run_worker(params)
         });
         match forked {
@@ -1047,41 +1075,35 @@ enum ForkError {
 /// the child). Refuses while this process has more than one thread (a hook may have
 /// started one).
 ///
-/// Every signal is blocked across the fork; the parent restores its mask, the child
-/// gets the default dispositions back and keeps signals blocked until its own
-/// handlers exist: `child` receives the mask to restore then.
-fn fork_child(supervisor: Pid, child: impl FnOnce(SigSet) -> i32) -> Result<Pid, ForkError> {
+/// The child blocks every signal first thing and gets the default dispositions back;
+/// `child` receives what it needs to release them once its own handlers exist (see
+/// [`ChildSignals`]).
+fn fork_child(supervisor: Pid, child: impl FnOnce(ChildSignals) -> i32) -> Result<Pid, ForkError> {
     let threads = thread_count();
     if threads > 1 {
         return Err(ForkError::Threads(threads));
     }
-    let mask = signals::block_all();
     // SAFETY: this process is single-threaded (checked just above), so the child is a
     // consistent copy.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            signals::reset_in_child();
+            let signals = ChildSignals::take_over();
             // Die with the supervisor, and close the race where it died before prctl.
             let code = if nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).is_err()
                 || nix::unistd::getppid() != supervisor
             {
                 1
             } else {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(mask))).unwrap_or(70)
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(signals)))
+                    .unwrap_or(70)
             };
             // Not `exit`: the parent's atexit handlers and stdio buffers are not this
             // process's to run or flush.
             // SAFETY: ends this process; nothing after it runs.
             unsafe { libc::_exit(code) }
         }
-        Ok(ForkResult::Parent { child }) => {
-            signals::restore(&mask);
-            Ok(child)
-        }
-        Err(e) => {
-            signals::restore(&mask);
-            Err(ForkError::Failed(e))
-        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(ForkError::Failed(e)),
     }
 }
 

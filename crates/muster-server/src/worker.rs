@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::connection::{
-    http_builder, serve_connection, Accepted, Acceptor, Conn, ConnLimits, Peer,
+    http_builder, serve_connection, Accepted, Acceptor, Conn, ConnLimits, Held, Peer,
 };
 use crate::http::{RouteTable, Shared};
 use crate::instruments::{HttpMetrics, ProcessMetrics};
@@ -58,8 +58,10 @@ pub struct WorkerParams {
     pub(crate) scoreboard: Arc<Scoreboard>,
     pub(crate) listeners: Vec<crate::listeners::Listener>,
     pub(crate) supervisor_pid: Pid,
-    /// The signal mask to restore once the worker's own handlers are installed.
-    pub(crate) signal_mask: nix::sys::signal::SigSet,
+    /// The access log (opened by the supervisor, shared by every worker).
+    pub(crate) access_log: Option<Arc<crate::accesslog::AccessLog>>,
+    /// Signals held back since the fork, released once the worker's handlers exist.
+    pub(crate) signals: Option<crate::signals::ChildSignals>,
 }
 
 impl WorkerParams {
@@ -71,24 +73,30 @@ impl WorkerParams {
     /// Unblocks signals (blocked since the fork): call once the worker's own handlers
     /// are installed. A signal sent to the worker since its fork is delivered now.
     pub fn unblock_signals(&self) {
-        crate::signals::restore(&self.signal_mask);
+        if let Some(s) = &self.signals {
+            s.release();
+        }
     }
 
     /// What the application is told about this worker.
-    fn context(&self) -> WorkerContext {
+    fn context(&self, drain: &tokio::sync::watch::Receiver<bool>) -> WorkerContext {
         WorkerContext {
             slot: self.slot,
             id: self.id.clone(),
             multiproc_dir: self.dir.clone(),
             config: self.config.clone(),
+            drain: crate::DrainSignal(drain.clone()),
         }
     }
 }
 
 /// Runs a worker to its end and returns its exit code.
 pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
+    // Draining: the connections and the application watch this.
+    let drain = tokio::sync::watch::channel(false);
+    let ctx = p.context(&drain.1);
     if p.kind == WorkerKind::App {
-        if let Err(e) = app.post_fork(&p.context()) {
+        if let Err(e) = app.post_fork(&ctx) {
             error!(worker = %p.id, error = %e, "post_fork hook failed");
             return EXIT_BOOT_ERROR;
         }
@@ -107,7 +115,7 @@ pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
             return EXIT_BOOT_ERROR;
         }
     };
-    let code = rt.block_on(worker_main(p, app));
+    let code = rt.block_on(worker_main(p, app, ctx, drain));
     // Do not wait for blocking tasks (a scrape) longer than a moment.
     rt.shutdown_timeout(Duration::from_millis(500));
     code
@@ -125,7 +133,15 @@ fn jittered_limit(max: u64, jitter: u64) -> u64 {
     max.saturating_add(h.finish() % (jitter + 1))
 }
 
-async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
+async fn worker_main<A: AppFactory>(
+    p: WorkerParams,
+    app: &A,
+    ctx: WorkerContext,
+    (drain_tx, drain_rx): (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Receiver<bool>,
+    ),
+) -> i32 {
     let Some(slot) = p.scoreboard.slot(p.slot) else {
         return EXIT_BOOT_ERROR;
     };
@@ -184,10 +200,9 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         });
     }
 
-    let ctx = p.context();
     let (svc, metrics, routes) = match p.kind {
         WorkerKind::App => {
-            let svc = match app.build(&ctx) {
+            let svc = match app.build(&ctx).await {
                 Ok(s) => s,
                 Err(e) => {
                     error!(worker = %p.id, error = %e, "application failed to start");
@@ -221,8 +236,15 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
         WorkerKind::App => jittered_limit(p.config.max_requests, p.config.max_requests_jitter),
         WorkerKind::Metrics => 0,
     };
+    let app = p.kind == WorkerKind::App;
     let shared = Arc::new(Shared {
         handler_timeout: (!p.config.handler_timeout.is_zero()).then_some(p.config.handler_timeout),
+        own_endpoints: !app || p.config.metrics_on_app_port,
+        access_log: if app { p.access_log.clone() } else { None },
+        // Checked by Config::validate.
+        proxies: crate::forwarded::TrustedProxies::parse(&p.config.forwarded_allow_ips)
+            .unwrap_or_default(),
+        tls: p.web.as_ref().is_some_and(|w| w.tls.is_some()),
         collector: Arc::new(Mutex::new(crate::scrape::Scraper::new(
             p.dir.clone(),
             Arc::clone(&p.scoreboard),
@@ -250,7 +272,6 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     let conn_permits = Arc::new(tokio::sync::Semaphore::new(p.config.worker_connections));
     // Draining: connections watch this; each connection task holds a clone of
     // `conns_tx`, so `conns_rx` yields `None` once every connection has finished.
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let (conns_tx, mut conns_rx) = tokio::sync::mpsc::channel::<()>(1);
     slot.set_state(SlotState::Ready);
     info!(worker = %p.id, pid = std::process::id(), max_requests = limit, "worker serving");
@@ -281,16 +302,18 @@ async fn worker_main<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
                         shared: Arc::clone(&shared),
                         svc: svc.clone(),
                         drain: drain_rx.clone(),
+                    };
+                    let held = Held {
                         _alive: conns_tx.clone(),
                         _permit: permit.ok(),
                     };
                     match accepted {
                         Accepted::Tcp(stream, addr) => {
                             let _ = stream.set_nodelay(true);
-                            tokio::spawn(serve_connection(conn, stream, Peer::Tcp(addr)));
+                            tokio::spawn(serve_connection(conn, held, stream, Peer::Tcp(addr)));
                         }
                         Accepted::Unix(stream) => {
-                            tokio::spawn(serve_connection(conn, stream, Peer::Unix));
+                            tokio::spawn(serve_connection(conn, held, stream, Peer::Unix));
                         }
                     }
                 }

@@ -42,12 +42,17 @@ pub fn serial() -> Serial {
 }
 
 pub fn binary() -> PathBuf {
+    example_binary("demo_server")
+}
+
+/// The built example `name`, refused when older than the sources it is built from.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/demo_server
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join("examples").join("demo_server");
+    let bin = profile_dir.join("examples").join(name);
     let hint = "run `cargo test -p muster-server` (which builds the examples) or \
-                `cargo build -p muster-server --example demo_server` first";
+                `cargo build -p muster-server --examples` first";
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {hint}", bin.display()));
@@ -57,6 +62,7 @@ pub fn binary() -> PathBuf {
     for dir in [
         "muster-server/src",
         "muster-server/examples",
+        "muster-demo/src",
         "muster-store/src",
         "muster-metrics/src",
         "muster-collect/src",
@@ -125,6 +131,8 @@ pub struct Options<'a> {
     pub launcher: &'a [&'a str],
     /// Hand this socket over as descriptor N (for `--bind fd://N`).
     pub inherit_fd: Option<(std::os::fd::OwnedFd, i32)>,
+    /// The example program to run.
+    pub example: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -137,6 +145,7 @@ impl Default for Options<'_> {
             no_dir_flag: false,
             launcher: &[],
             inherit_fd: None,
+            example: "demo_server",
         }
     }
 }
@@ -160,15 +169,16 @@ impl Server {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
-                    .arg(binary());
+                    .arg(example_binary(opts.example));
                 c
             }
             None if !opts.launcher.is_empty() => {
                 let mut c = Command::new(opts.launcher[0]);
-                c.args(&opts.launcher[1..]).arg(binary());
+                c.args(&opts.launcher[1..])
+                    .arg(example_binary(opts.example));
                 c
             }
-            None => Command::new(binary()),
+            None => Command::new(example_binary(opts.example)),
         };
         if opts.launcher.is_empty() {
             cmd.args(["-b", "127.0.0.1:0"]);

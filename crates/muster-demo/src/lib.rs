@@ -1,4 +1,5 @@
-//! The demo application: a dog-walking service whose state lives in one SQLite file
+//! The demo application of `muster demo` (and of muster-server's end-to-end tests): a
+//! dog-walking service whose state lives in one SQLite file
 //! shared by every worker (WAL mode, busy timeout), so a walk started on one worker can
 //! be completed on another.
 //!
@@ -31,7 +32,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{AppFactory, BoxError, ServerContext, WorkerContext};
+use muster_server::{AppFactory, BoxError, ServerContext, WorkerContext};
 
 /// Buckets of `walk_distance_meters`.
 pub const DISTANCE_BUCKETS: [f64; 7] = [0.0, 50.0, 200.0, 400.0, 800.0, 1600.0, 3200.0];
@@ -107,7 +108,7 @@ impl AppFactory for DemoApp {
         Ok(())
     }
 
-    fn build(&self, _ctx: &WorkerContext) -> Result<DemoService, BoxError> {
+    async fn build(&self, _ctx: &WorkerContext) -> Result<DemoService, BoxError> {
         let path = self.db_path.clone().ok_or("demo database not prepared")?;
         let conn = open(&path).map_err(|e| format!("database {}: {e}", path.display()))?;
         let state = DemoState {
@@ -430,8 +431,8 @@ async fn get_walk(state: &Arc<DemoState>, id: i64) -> Response<Full<Bytes>> {
 }
 
 /// Runs the demo app under the pre-fork server with these flags (what `muster demo`
-/// does). Call it before starting any thread or runtime: it forks.
-pub fn run_demo(args: &crate::ServerArgs) -> Result<std::process::ExitCode, crate::ServerError> {
-    let config = args.to_config()?;
-    crate::run(config, demo_app())
+/// does): `--check-config`, `--print-config` and `--log-level` included. Call it before
+/// starting any thread or runtime: it forks.
+pub fn run_demo(args: &muster_server::ServerArgs) -> std::process::ExitCode {
+    args.main(|config| muster_server::run(config, demo_app()))
 }
