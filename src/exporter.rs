@@ -19,7 +19,6 @@
 //! (and for the health endpoints with `muster.protect_health`).
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +28,13 @@ use http::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
 use muster_collect::{encode, Collector, Format, Labels, MetricFamily, MetricKind, Sample};
+use muster_server::http::ResponseBody;
+use muster_server::server::{Handler, HttpLimits, HttpServer};
+use muster_server::Listener;
 use muster_store::GaugeMode;
 
 /// Upper bounds of the scrape duration histogram, in seconds.
@@ -44,9 +45,6 @@ const DURATION_BOUNDS: [f64; 12] = [
 /// How long in-flight requests get after SIGTERM/SIGINT before the process exits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Time a client gets to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What `muster exporter` is asked to do.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExporterArgs {
@@ -54,7 +52,8 @@ pub struct ExporterArgs {
     /// read: the exporter never creates, clears or writes files in it.
     #[arg(long, env = "PROMETHEUS_MULTIPROC_DIR")]
     pub dir: PathBuf,
-    /// Address to listen on (`host:port`; port 0 picks a free port, logged at start).
+    /// Address to listen on: `host:port` (port 0 picks a free port, logged at start),
+    /// `unix:PATH` or `fd://N`.
     #[arg(long, short = 'b', default_value = "127.0.0.1:9464")]
     pub bind: String,
     /// Prometheus exporter-toolkit web configuration file: TLS and basic auth for
@@ -324,30 +323,6 @@ async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body
     }
 }
 
-/// Resolves and binds `addr`, so that a bad address is an error before anything runs.
-fn bind(addr: &str) -> Result<std::net::TcpListener, ExporterError> {
-    let bind_err = |reason: String| ExporterError::Bind {
-        addr: addr.to_owned(),
-        reason,
-    };
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| bind_err(e.to_string()))?
-        .collect();
-    let mut last = String::from("the address resolves to nothing");
-    for a in addrs {
-        match std::net::TcpListener::bind(a) {
-            Ok(l) => {
-                l.set_nonblocking(true)
-                    .map_err(|e| bind_err(e.to_string()))?;
-                return Ok(l);
-            }
-            Err(e) => last = format!("{a}: {e}"),
-        }
-    }
-    Err(bind_err(last))
-}
-
 /// Loads and checks the web configuration file (muster-server's: TLS, basic auth,
 /// weak-credential refusal), before anything is served.
 fn load_web_config(args: &ExporterArgs) -> Result<Option<muster_server::WebConfig>, ExporterError> {
@@ -364,14 +339,10 @@ fn load_web_config(args: &ExporterArgs) -> Result<Option<muster_server::WebConfi
 pub fn run(args: &ExporterArgs) -> Result<(), ExporterError> {
     check_dir(&args.dir)?;
     let web = load_web_config(args)?;
-    let tls = web
-        .as_ref()
-        .and_then(|w| w.tls.clone())
-        .map(tokio_rustls::TlsAcceptor::from);
-    let listener = bind(&args.bind)?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| ExporterError::Runtime(format!("cannot read the bound address: {e}")))?;
+    let listener = Listener::bind(&args.bind).map_err(|e| match e {
+        muster_server::ServerError::Bind { addr, reason } => ExporterError::Bind { addr, reason },
+        other => ExporterError::Config(other.to_string()),
+    })?;
     let shared = Arc::new(Shared {
         dir: args.dir.clone(),
         scraper: Mutex::new(Scraper {
@@ -387,102 +358,62 @@ pub fn run(args: &ExporterArgs) -> Result<(), ExporterError> {
         .enable_all()
         .build()
         .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(serve(listener, local, tls, shared))
+    rt.block_on(serve(listener, shared))
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    local: SocketAddr,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
-) -> Result<(), ExporterError> {
+/// The exporter's requests, served by muster-server's HTTP stack.
+#[derive(Clone)]
+struct ExporterHandler(Arc<Shared>);
+
+impl Handler for ExporterHandler {
+    fn call(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
+        let shared = Arc::clone(&self.0);
+        async move {
+            let resp = match handle(shared, req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            resp.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+        }
+    }
+}
+
+async fn serve(listener: Listener, shared: Arc<Shared>) -> Result<(), ExporterError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| ExporterError::Runtime(format!("cannot use the listener: {e}")))?;
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| ExporterError::Runtime(format!("cannot handle SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| ExporterError::Runtime(format!("cannot handle SIGINT: {e}")))?;
+    let tls = shared.web.as_ref().and_then(|w| w.tls.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "exporter: listening addr={local} scheme={scheme} dir={}",
+        "exporter: listening addr={listener} scheme={scheme} dir={}",
         shared.dir.display()
     );
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = {
-            let shared = Arc::clone(&shared);
-            hyper::service::service_fn(move |req| handle(Arc::clone(&shared), req))
-        };
-        let builder = Arc::clone(&builder);
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+    // The server's stack and limits: header read timeout, idle keep-alive, header
+    // limits, requests per connection, a connection cap.
+    let (drain, _) = tokio::sync::watch::channel(false);
+    let server = HttpServer::new(
+        vec![listener],
+        ExporterHandler(Arc::clone(&shared)),
+        HttpLimits::default(),
+        tls,
+        drain,
+    )
+    .map_err(|e| ExporterError::Runtime(format!("cannot use the listener: {e}")))?;
+    let ((), draining) = server
+        .run_until(async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls =
-                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
+        })
+        .await;
     tracing::info!("exporter: stopping");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !draining.finish(DRAIN_TIMEOUT).await {
         tracing::warn!("exporter: connections still open after {DRAIN_TIMEOUT:?}; exiting anyway");
     }
     Ok(())

@@ -117,7 +117,8 @@ pub struct Config {
     pub log_level: String,
     /// Access log file (`-` = standard output); none = no access log.
     pub access_logfile: Option<PathBuf>,
-    /// Access log line format, in gunicorn's `%(x)s` atoms (see [`crate::accesslog`]).
+    /// Access log line format, in gunicorn's `%(x)s` atoms (listed in
+    /// `docs/operations.md`).
     pub access_logformat: String,
     /// Peers trusted to set `X-Forwarded-For` / `X-Forwarded-Proto` (IP addresses, CIDR
     /// networks, or `*`); clients on a Unix socket always are.

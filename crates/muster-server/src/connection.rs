@@ -1,4 +1,4 @@
-//! One connection of a worker: the optional TLS handshake, hyper's HTTP/1.1 and h2
+//! One connection: the optional TLS handshake, hyper's HTTP/1.1 and h2
 //! serving with the request limits of the configuration, a watchdog for the first
 //! request and idleness, and the drain (finish the request in progress, or answer one
 //! more request sent on an idle kept-alive connection, then close).
@@ -14,8 +14,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 
-use crate::config::Config;
-use crate::http::{dispatch, Shared};
+use crate::http::ResponseBody;
+use crate::server::{Handler, HttpLimits};
 
 /// How long an idle connection of a draining worker gets to send one more request.
 /// Its client may already have sent it (the last answer on the connection did not say
@@ -23,37 +23,29 @@ use crate::http::{dispatch, Shared};
 /// is answered, with `Connection: close`, before the connection closes.
 pub(crate) const DRAIN_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-/// The hyper builder of a worker, with the request limits of the configuration: header
-/// read timeout (needs the tokio timer), header count and size, HTTP/2 stream limits.
-pub(crate) fn http_builder(config: &Config) -> Builder<TokioExecutor> {
+/// The hyper builder, with the request limits: header read timeout (needs the tokio
+/// timer), header count and size, HTTP/2 stream limits.
+pub(crate) fn http_builder(limits: &HttpLimits) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_headers(config.limit_request_fields)
-        .max_buf_size(config.max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.limit_request_fields)
+        .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(128);
     b
 }
 
-/// Per-connection limits.
-pub(crate) struct ConnLimits {
-    pub header_read_timeout: Duration,
-    pub keepalive: Duration,
-    pub max_requests: u64,
-}
-
 /// What a connection task holds.
-pub(crate) struct Conn<S> {
+pub(crate) struct Conn<H> {
     pub builder: Arc<Builder<TokioExecutor>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub limits: Arc<ConnLimits>,
-    pub shared: Arc<Shared>,
-    pub svc: Option<S>,
+    pub limits: Arc<HttpLimits>,
+    pub handler: H,
     pub drain: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -245,9 +237,9 @@ impl Drop for InFlight {
 /// HTTP/1.1 connections are closed after `max_requests`. When
 /// the worker drains, the request in progress finishes, or an idle connection's next
 /// request (within [`DRAIN_REQUEST_GRACE`]) is answered, then the connection closes.
-pub(crate) async fn serve_connection<S, T>(c: Conn<S>, held: Held, stream: T, peer: Peer)
+pub(crate) async fn serve_connection<H, T>(c: Conn<H>, held: Held, stream: T, peer: Peer)
 where
-    S: crate::AppService,
+    H: Handler,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity {
@@ -274,17 +266,16 @@ where
     }
 }
 
-async fn serve_io<S, I>(c: Conn<S>, io: I, activity: Arc<Activity>, peer: Peer)
+async fn serve_io<H, I>(c: Conn<H>, io: I, activity: Arc<Activity>, peer: Peer)
 where
-    S: crate::AppService,
+    H: Handler,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     use std::sync::atomic::Ordering;
     let Conn {
         builder,
         limits,
-        shared,
-        svc,
+        handler,
         mut drain,
         ..
     } = c;
@@ -297,22 +288,21 @@ where
             Arc::clone(&limits),
         );
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            let client = shared.proxies.client(Some(peer), shared.tls, req.headers());
             req.extensions_mut().insert(peer);
-            req.extensions_mut().insert(client);
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = InFlight(Arc::clone(&activity));
             request_seen.notify_waiters();
             let n = activity.requests.fetch_add(1, Ordering::AcqRel) + 1;
             let http1 = req.version() <= http::Version::HTTP_11;
-            let last_on_connection = limits.max_requests > 0 && n >= limits.max_requests;
-            let (shared, svc) = (Arc::clone(&shared), svc.clone());
+            let last_on_connection =
+                limits.max_requests_per_connection > 0 && n >= limits.max_requests_per_connection;
+            let handler = handler.clone();
             async move {
-                let mut resp = dispatch(&shared, svc, req).await;
+                let mut resp: http::Response<ResponseBody> = handler.call(req).await;
                 // The one place that ends an HTTP/1 connection after this answer: at the
-                // connection's request limit, or when the worker recycles or drains (it
+                // connection's request limit, or when the server recycles or drains (it
                 // would drop the connection, and a request sent on it).
-                if http1 && (last_on_connection || shared.closing()) {
+                if http1 && (last_on_connection || handler.closing()) {
                     resp.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),

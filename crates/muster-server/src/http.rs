@@ -24,6 +24,7 @@ use crate::accesslog::{AccessLog, Entry};
 use crate::forwarded::{Client, TrustedProxies};
 use crate::instruments::HttpMetrics;
 use crate::scoreboard::{Scoreboard, SlotState};
+use crate::server::Handler;
 use crate::webconfig::WebConfig;
 use crate::{AppService, BoxError};
 
@@ -245,6 +246,41 @@ fn unauthorized() -> Response<ResponseBody> {
         HeaderValue::from_static(crate::auth::CHALLENGE),
     );
     r
+}
+
+/// The [`Handler`] of a worker: muster's endpoints, then the application's service.
+pub(crate) struct AppHandler<S> {
+    pub shared: Arc<Shared>,
+    pub svc: Option<S>,
+}
+
+impl<S: Clone> Clone for AppHandler<S> {
+    fn clone(&self) -> Self {
+        AppHandler {
+            shared: Arc::clone(&self.shared),
+            svc: self.svc.clone(),
+        }
+    }
+}
+
+impl<S: AppService> Handler for AppHandler<S> {
+    fn call(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
+        let peer = req.extensions().get::<crate::Peer>().copied();
+        let client = self
+            .shared
+            .proxies
+            .client(peer, self.shared.tls, req.headers());
+        req.extensions_mut().insert(client);
+        let this = self.clone();
+        async move { dispatch(&this.shared, this.svc, req).await }
+    }
+
+    fn closing(&self) -> bool {
+        self.shared.closing()
+    }
 }
 
 /// muster's own endpoints (answered to GET and HEAD).

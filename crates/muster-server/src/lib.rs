@@ -1,11 +1,12 @@
 //! muster-server: a pre-fork (gunicorn-style) server runtime for Rust.
 //!
 //! A single-threaded supervisor binds the listening sockets, prepares the Prometheus
-//! multiprocess directory, forks worker processes and keeps them alive (see
-//! [`supervisor`]); each worker builds its own tokio runtime after the fork and serves
-//! the user's service together with `/metrics`, `/-/healthy` and `/-/ready` (see
-//! [`worker`] and [`http`]). Metric values live in per-worker memory-mapped files that
-//! every scrape merges, so totals never reset when workers die or recycle.
+//! multiprocess directory, forks worker processes and keeps them alive (see [`run`]);
+//! each worker builds its own tokio runtime after the fork and serves the user's
+//! service (any `tower::Service`, or an axum `Router` with [`axum_app`]) together with
+//! `/metrics`, `/-/healthy` and `/-/ready` (see [`http`] and [`server`]). Metric values
+//! live in per-worker memory-mapped files that every scrape merges, so totals never
+//! reset when workers die or recycle. `docs/operations.md` lists the flags.
 //!
 //! ```no_run
 //! use muster_server::{app, service_fn, ServerArgs, Full, Bytes};
@@ -29,7 +30,7 @@
 
 #![warn(missing_docs)]
 
-pub mod accesslog;
+mod accesslog;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum_app;
@@ -44,12 +45,13 @@ mod mpdir;
 mod notify;
 mod privileges;
 mod procmetrics;
-pub mod scoreboard;
+mod scoreboard;
 mod scrape;
+pub mod server;
 mod signals;
-pub mod supervisor;
+mod supervisor;
 pub mod webconfig;
-pub mod worker;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -60,9 +62,11 @@ pub use forwarded::Client;
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
 pub use listeners::Listener;
-pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram};
+pub use scoreboard::MAX_APP_WORKERS;
+pub use signals::ChildSignals;
+pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram, EXIT_BOOT_ERROR};
 pub use webconfig::WebConfig;
-pub use worker::WorkerParams;
+pub use worker::{WorkerKind, WorkerParams};
 
 /// Sets up logging to standard error with `filter` (`info`, `debug`, or `tracing`
 /// directives such as `info,muster_server=debug`); a bad filter falls back to `info`

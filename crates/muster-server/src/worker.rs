@@ -19,7 +19,6 @@
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -27,12 +26,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::connection::{
-    http_builder, serve_connection, Accepted, Acceptor, Conn, ConnLimits, Held, Peer,
-};
-use crate::http::{RouteTable, Shared};
+use crate::http::{AppHandler, RouteTable, Shared};
 use crate::instruments::{HttpMetrics, ProcessMetrics};
 use crate::scoreboard::{Scoreboard, SlotState};
+use crate::server::{HttpLimits, HttpServer};
 use crate::supervisor::EXIT_BOOT_ERROR;
 use crate::webconfig::WebConfig;
 use crate::{AppFactory, WorkerContext};
@@ -134,10 +131,10 @@ fn jittered_limit(max: u64, jitter: u64) -> u64 {
 }
 
 async fn worker_main<A: AppFactory>(
-    p: WorkerParams,
+    mut p: WorkerParams,
     app: &A,
     ctx: WorkerContext,
-    (drain_tx, drain_rx): (
+    (drain_tx, _): (
         tokio::sync::watch::Sender<bool>,
         tokio::sync::watch::Receiver<bool>,
     ),
@@ -221,17 +218,6 @@ async fn worker_main<A: AppFactory>(
         WorkerKind::Metrics => (None, None, RouteTable::default()),
     };
 
-    let mut listeners = Vec::new();
-    for l in p.listeners {
-        match Acceptor::new(l) {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                error!(worker = %p.id, error = %e, "cannot use a listener");
-                return EXIT_BOOT_ERROR;
-            }
-        }
-    }
-
     let limit = match p.kind {
         WorkerKind::App => jittered_limit(p.config.max_requests, p.config.max_requests_jitter),
         WorkerKind::Metrics => 0,
@@ -257,94 +243,45 @@ async fn worker_main<A: AppFactory>(
         drain: tokio::sync::Notify::new(),
         web: p.web.clone(),
     });
-
-    let builder = Arc::new(http_builder(&p.config));
-    let tls = p
-        .web
-        .as_ref()
-        .and_then(|w| w.tls.clone())
-        .map(tokio_rustls::TlsAcceptor::from);
-    let limits = Arc::new(ConnLimits {
-        header_read_timeout: p.config.header_read_timeout,
-        keepalive: p.config.keepalive,
-        max_requests: p.config.max_requests_per_connection,
-    });
-    let conn_permits = Arc::new(tokio::sync::Semaphore::new(p.config.worker_connections));
-    // Draining: connections watch this; each connection task holds a clone of
-    // `conns_tx`, so `conns_rx` yields `None` once every connection has finished.
-    let (conns_tx, mut conns_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let server = HttpServer::new(
+        std::mem::take(&mut p.listeners),
+        AppHandler {
+            shared: Arc::clone(&shared),
+            svc,
+        },
+        HttpLimits::from_config(&p.config),
+        p.web.as_ref().and_then(|w| w.tls.clone()),
+        drain_tx,
+    );
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            error!(worker = %p.id, error = %e, "cannot use a listener");
+            return EXIT_BOOT_ERROR;
+        }
+    };
     slot.set_state(SlotState::Ready);
     info!(worker = %p.id, pid = std::process::id(), max_requests = limit, "worker serving");
 
-    let recycling = loop {
-        // At most `worker_connections` at once: wait for room before accepting (other
-        // workers take the connections meanwhile).
-        let accept = async {
-            let permit = Arc::clone(&conn_permits).acquire_owned().await;
-            let r = std::future::poll_fn(|cx| {
-                for l in &listeners {
-                    if let Poll::Ready(r) = l.poll_accept(cx) {
-                        return Poll::Ready(r);
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            (permit, r)
-        };
-        tokio::select! {
-            (permit, r) = accept => match r {
-                Ok(accepted) => {
-                    let conn = Conn {
-                        builder: Arc::clone(&builder),
-                        tls: tls.clone(),
-                        limits: Arc::clone(&limits),
-                        shared: Arc::clone(&shared),
-                        svc: svc.clone(),
-                        drain: drain_rx.clone(),
-                    };
-                    let held = Held {
-                        _alive: conns_tx.clone(),
-                        _permit: permit.ok(),
-                    };
-                    match accepted {
-                        Accepted::Tcp(stream, addr) => {
-                            let _ = stream.set_nodelay(true);
-                            tokio::spawn(serve_connection(conn, held, stream, Peer::Tcp(addr)));
-                        }
-                        Accepted::Unix(stream) => {
-                            tokio::spawn(serve_connection(conn, held, stream, Peer::Unix));
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    warn!(worker = %p.id, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = term.recv() => break false,
-            _ = shared.drain.notified() => break true,
-            _ = int.recv() => return 0,
-            _ = quit.recv() => return 0,
-        }
+    let (stop, draining) = server
+        .run_until(async {
+            tokio::select! {
+                _ = term.recv() => Stop::Drain("SIGTERM"),
+                _ = shared.drain.notified() => Stop::Drain("max requests reached"),
+                _ = int.recv() => Stop::Now,
+                _ = quit.recv() => Stop::Now,
+            }
+        })
+        .await;
+    let Stop::Drain(reason) = stop else {
+        return 0;
     };
-
-    // Drain: stop accepting (close our copies of the listeners; the sockets stay open in
-    // the other workers and the supervisor), finish in-flight requests, then exit.
+    // Drain: no longer accepting; finish in-flight requests, then exit.
     slot.set_state(SlotState::Draining);
-    drop(listeners);
-    info!(
-        worker = %p.id,
-        reason = if recycling { "max requests reached" } else { "SIGTERM" },
-        "worker draining"
-    );
-    let _ = drain_tx.send(true);
-    drop(conns_tx);
-    let deadline = drain_deadline(p.config.graceful_timeout);
+    info!(worker = %p.id, reason, "worker draining");
     tokio::select! {
-        r = tokio::time::timeout(deadline, conns_rx.recv()) => {
-            if r.is_err() {
+        done = draining.finish(drain_deadline(p.config.graceful_timeout)) => {
+            if !done {
                 warn!(
                     worker = %p.id,
                     "graceful timeout reached with requests in flight; exiting before the supervisor's SIGKILL"
@@ -355,6 +292,14 @@ async fn worker_main<A: AppFactory>(
         _ = quit.recv() => {}
     }
     0
+}
+
+/// Why a worker stops serving.
+enum Stop {
+    /// Drain first (SIGTERM, recycling).
+    Drain(&'static str),
+    /// At once (SIGINT, SIGQUIT).
+    Now,
 }
 
 /// How long a draining worker waits for its requests: a little less than the
