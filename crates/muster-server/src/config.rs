@@ -53,133 +53,261 @@ use crate::ServerError;
 /// Default listen address.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
-/// The settings of one server run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Number of application worker processes.
-    pub workers: usize,
-    /// Addresses to listen on (`host:port`); ignored when systemd passes sockets.
-    pub bind: Vec<String>,
-    /// A worker silent (no heartbeat) for this long is killed and replaced.
-    pub timeout: Duration,
-    /// How long a stopping worker may take to finish in-flight requests.
-    pub graceful_timeout: Duration,
-    /// Runtime threads per worker: 1 = a current-thread tokio runtime (a blocked worker
-    /// stops its heartbeat and is replaced after `timeout`), more = multi-thread.
-    pub threads: usize,
-    /// Requests after which a worker is recycled; 0 disables recycling.
-    pub max_requests: u64,
-    /// Up to this many extra requests, chosen at random per worker, are added to
-    /// `max_requests` so that workers do not all recycle at once.
-    pub max_requests_jitter: u64,
-    /// Pid file written at start and removed at exit.
-    pub pid: Option<PathBuf>,
-    /// Separate listener for `/metrics` and health, served outside the app workers.
-    pub metrics_bind: Option<String>,
-    /// The multiprocess directory; a private temporary one when `None`.
-    pub multiproc_dir: Option<PathBuf>,
-    /// Consecutive workers that die before ever becoming ready before the server gives
-    /// up with an error.
-    pub max_boot_failures: u32,
-    /// Record the default HTTP metrics (`http_requests_total`, ...); off only to measure
-    /// their cost.
-    pub http_metrics: bool,
-    /// The TOML file this configuration was read from, re-read on SIGHUP.
-    pub config_file: Option<PathBuf>,
-    /// Web configuration file (exporter-toolkit format: TLS, basic auth); see
-    /// [`crate::webconfig`]. Read and checked before anything forks, re-read on SIGHUP.
-    pub web_config_file: Option<PathBuf>,
-    /// Start even though a configured password is a known-weak one (logged as a warning).
-    pub allow_weak_credentials: bool,
-    /// A client must send a request's complete header within this time (HTTP/1.1; the
-    /// clock also runs while a kept-alive connection waits for its next request), and a
-    /// new connection must have sent its first request (TLS handshake included) within
-    /// it.
-    pub header_read_timeout: Duration,
-    /// A connection with no request in progress for this long is closed.
-    pub keepalive: Duration,
-    /// An application request without a response head after this long is answered
-    /// 504 Gateway Timeout; zero = no limit. (`timeout` is the heartbeat of a hung
-    /// worker, not a request limit.)
-    pub handler_timeout: Duration,
-    /// Most header fields in a request (more: 431).
-    pub limit_request_fields: usize,
-    /// Most bytes of request line and headers (more: 431); at least 8192.
-    pub max_header_bytes: usize,
-    /// Requests served on one HTTP/1.1 connection before it is closed (`Connection:
-    /// close`); 0 = no limit.
-    pub max_requests_per_connection: u64,
-    /// Most connections one worker serves at once; further connections wait in the
-    /// shared accept queue for a worker with room.
-    pub worker_connections: usize,
-    /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or `tracing` directives
-    /// (`info,muster_server=debug`). Default: `$MUSTER_LOG`, else `info`.
-    pub log_level: String,
-    /// Access log file (`-` = standard output); none = no access log.
-    pub access_logfile: Option<PathBuf>,
-    /// Access log line format, in gunicorn's `%(x)s` atoms (listed in
-    /// `docs/operations.md`).
-    pub access_logformat: String,
-    /// Peers trusted to set `X-Forwarded-For` / `X-Forwarded-Proto` (IP addresses, CIDR
-    /// networks, or `*`); clients on a Unix socket always are.
-    pub forwarded_allow_ips: Vec<String>,
-    /// Serve `/metrics`, `/-/healthy` and `/-/ready` on the application's listeners too
-    /// (off: only on `metrics_bind`, and those paths belong to the application).
-    pub metrics_on_app_port: bool,
-    /// Run as this user (name or uid) once the listeners are bound.
-    pub user: Option<String>,
-    /// Run as this group (name or gid) once the listeners are bound.
-    pub group: Option<String>,
-    /// File mode creation mask, set at start.
-    pub umask: Option<u32>,
-    /// Working directory, changed to at start.
-    pub chdir: Option<PathBuf>,
-    /// The command-line flags, re-applied over the file on SIGHUP.
-    pub(crate) args: Option<ServerArgs>,
+/// How a setting is written in the TOML file (and by the flags), and read into a
+/// [`Config`] value.
+trait Kind {
+    /// The value in [`Config`].
+    type Value;
+    /// The value in the file.
+    type File;
+    /// The file's value as a setting; `name` names it in errors.
+    fn read(v: Self::File, name: &str) -> Result<Self::Value, ServerError>;
+    /// The setting as the file writes it (`None`: not set).
+    fn write(v: &Self::Value) -> Option<Self::File>;
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            workers: default_workers(),
-            bind: vec![DEFAULT_BIND.to_string()],
-            timeout: Duration::from_secs(30),
-            graceful_timeout: Duration::from_secs(30),
-            threads: 1,
-            max_requests: 0,
-            max_requests_jitter: 0,
-            pid: None,
-            metrics_bind: None,
-            multiproc_dir: std::env::var_os("PROMETHEUS_MULTIPROC_DIR")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            max_boot_failures: 5,
-            http_metrics: true,
-            config_file: None,
-            web_config_file: None,
-            allow_weak_credentials: false,
-            header_read_timeout: Duration::from_secs(10),
-            keepalive: Duration::from_secs(5),
-            handler_timeout: Duration::from_secs(60),
-            limit_request_fields: 100,
-            max_header_bytes: 32 * 1024,
-            max_requests_per_connection: 1000,
-            worker_connections: 1000,
-            log_level: std::env::var("MUSTER_LOG")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| "info".into()),
-            access_logfile: None,
-            access_logformat: crate::accesslog::DEFAULT_FORMAT.into(),
-            forwarded_allow_ips: vec!["127.0.0.1".into(), "::1".into()],
-            metrics_on_app_port: true,
-            user: None,
-            group: None,
-            umask: None,
-            chdir: None,
-            args: None,
-        }
+/// A value as it is.
+struct Plain<T>(std::marker::PhantomData<T>);
+impl<T: Clone> Kind for Plain<T> {
+    type Value = T;
+    type File = T;
+    fn read(v: T, _: &str) -> Result<T, ServerError> {
+        Ok(v)
     }
+    fn write(v: &T) -> Option<T> {
+        Some(v.clone())
+    }
+}
+
+/// An optional value (unset by default).
+struct Maybe<T>(std::marker::PhantomData<T>);
+impl<T: Clone> Kind for Maybe<T> {
+    type Value = Option<T>;
+    type File = T;
+    fn read(v: T, _: &str) -> Result<Option<T>, ServerError> {
+        Ok(Some(v))
+    }
+    fn write(v: &Option<T>) -> Option<T> {
+        v.clone()
+    }
+}
+
+/// A duration, written as seconds.
+struct Seconds;
+impl Kind for Seconds {
+    type Value = Duration;
+    type File = f64;
+    fn read(v: f64, name: &str) -> Result<Duration, ServerError> {
+        seconds(name, v)
+    }
+    fn write(v: &Duration) -> Option<f64> {
+        Some(v.as_secs_f64())
+    }
+}
+
+/// Declares every setting once: its [`Config`] field, type and help, how the file
+/// writes it (a [`Kind`]), its default, TOML key (the field's name), and command-line
+/// flag (clap attributes, the flag's type and how it becomes the file's value). Generates [`Config`], its `Default`, the file's
+/// `Overrides` (also what the flags set) and [`SettingFlags`].
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $vty:ty, as $kind:ty = $default:expr,
+            flag $fty:ty = $to_file:expr, #[arg($($arg:tt)*)];
+    )*) => {
+        /// The settings of one server run. Each field is a TOML key of the same name
+        /// and a command-line flag ([`SettingFlags`]).
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $name: $vty, )*
+            /// The TOML file this configuration was read from, re-read on SIGHUP.
+            pub config_file: Option<PathBuf>,
+            /// Start even though a configured password is a known-weak one (logged as
+            /// a warning); a flag only.
+            pub allow_weak_credentials: bool,
+            /// The command-line flags, re-applied over the file on SIGHUP.
+            pub(crate) args: Option<ServerArgs>,
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $( $name: $default, )*
+                    config_file: None,
+                    allow_weak_credentials: false,
+                    args: None,
+                }
+            }
+        }
+
+        /// Settings laid over the defaults: the keys a TOML config file may hold (all
+        /// optional; unknown keys are an error), and what the command-line flags set.
+        #[derive(Debug, Default, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        struct Overrides {
+            $( $name: Option<<$kind as Kind>::File>, )*
+        }
+
+        impl Overrides {
+            /// Sets every value this layer holds over `config`.
+            fn apply(self, config: &mut Config, source: Source) -> Result<(), ServerError> {
+                $(
+                    if let Some(v) = self.$name {
+                        config.$name = <$kind as Kind>::read(v, &source.name(stringify!($name)))?;
+                    }
+                )*
+                Ok(())
+            }
+
+            /// Every value of `config`, as a file would hold it.
+            fn of(config: &Config) -> Overrides {
+                Overrides { $( $name: <$kind as Kind>::write(&config.$name), )* }
+            }
+
+            /// What the flags set.
+            fn from_flags(f: &SettingFlags) -> Overrides {
+                Overrides {
+                    $( $name: {
+                        let to_file: fn(&$fty) -> Option<<$kind as Kind>::File> = $to_file;
+                        to_file(&f.$name)
+                    }, )*
+                }
+            }
+        }
+
+        /// The settings' command-line flags, gunicorn's names where gunicorn has the
+        /// setting (part of [`ServerArgs`]).
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct SettingFlags {
+            $( $(#[doc = $doc])* #[arg($($arg)*)] pub $name: $fty, )*
+        }
+
+        /// Every TOML key.
+        #[cfg(test)]
+        const KEYS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+/// A flag that sets the value as it is.
+fn same<T: Clone>(v: &Option<T>) -> Option<T> {
+    v.clone()
+}
+
+settings! {
+    /// Number of application worker processes [default: $WEB_CONCURRENCY, else the
+    /// number of cores]
+    workers: usize, as Plain<usize> = default_workers(),
+        flag Option<usize> = same, #[arg(short = 'w', long, value_name = "N")];
+    /// Addresses to listen on: HOST:PORT, unix:PATH or fd://N; repeatable (ignored when
+    /// systemd passes sockets) [default: 127.0.0.1:8000]
+    bind: Vec<String>, as Plain<Vec<String>> = vec![DEFAULT_BIND.to_string()],
+        flag Vec<String> = |v| (!v.is_empty()).then(|| v.clone()),
+        #[arg(short = 'b', long = "bind", value_name = "ADDR")];
+    /// A worker whose heartbeat is silent this long is hung: SIGABRT, then SIGKILL, and
+    /// replaced [default: 30]
+    timeout: Duration, as Seconds = Duration::from_secs(30),
+        flag Option<f64> = same, #[arg(long, value_name = "SECONDS")];
+    /// Seconds a stopping worker gets to finish in-flight requests [default: 30]
+    graceful_timeout: Duration, as Seconds = Duration::from_secs(30),
+        flag Option<f64> = same, #[arg(long, value_name = "SECONDS")];
+    /// Runtime threads per worker; 1 = a current-thread runtime (a blocked worker stops
+    /// its heartbeat and is replaced after --timeout) [default: 1]
+    threads: usize, as Plain<usize> = 1,
+        flag Option<usize> = same, #[arg(long, value_name = "N")];
+    /// Recycle a worker after this many requests; 0 = never [default: 0]
+    max_requests: u64, as Plain<u64> = 0,
+        flag Option<u64> = same, #[arg(long, value_name = "N")];
+    /// Random extra requests (0..=N) added to --max-requests per worker, so that
+    /// workers do not all recycle at once [default: 0]
+    max_requests_jitter: u64, as Plain<u64> = 0,
+        flag Option<u64> = same, #[arg(long, value_name = "N")];
+    /// Write the supervisor's pid to this file (removed at exit)
+    pid: Option<PathBuf>, as Maybe<PathBuf> = None,
+        flag Option<PathBuf> = same, #[arg(long, value_name = "FILE")];
+    /// Also serve /metrics and health on this address, from a process outside the app
+    /// workers
+    metrics_bind: Option<String>, as Maybe<String> = None,
+        flag Option<String> = same, #[arg(long, value_name = "ADDR")];
+    /// Multiprocess metrics directory [default: $PROMETHEUS_MULTIPROC_DIR, else a
+    /// private temporary directory]
+    multiproc_dir: Option<PathBuf>, as Maybe<PathBuf> = std::env::var_os("PROMETHEUS_MULTIPROC_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from),
+        flag Option<PathBuf> = same, #[arg(long, value_name = "DIR")];
+    /// Workers in a row that die before becoming ready before the server gives up
+    /// [default: 5]
+    max_boot_failures: u32, as Plain<u32> = 5,
+        flag Option<u32> = same, #[arg(long, value_name = "N")];
+    /// Record the default HTTP metrics (http_requests_total, ...); the flag turns them
+    /// off, only to measure their cost
+    http_metrics: bool, as Plain<bool> = true,
+        flag bool = |off| off.then_some(false), #[arg(long = "no-http-metrics")];
+    /// Web configuration file (Prometheus exporter-toolkit format: tls_server_config,
+    /// basic_auth_users) protecting /metrics; see docs/security.md
+    web_config_file: Option<PathBuf>, as Maybe<PathBuf> = None,
+        flag Option<PathBuf> = same, #[arg(long, value_name = "FILE")];
+    /// Seconds a client gets to send a request's headers (and a new connection its
+    /// first request) [default: 10]
+    header_read_timeout: Duration, as Seconds = Duration::from_secs(10),
+        flag Option<f64> = same, #[arg(long, value_name = "SECONDS")];
+    /// Close a connection idle (no request in progress) for this many seconds
+    /// [default: 5]
+    keepalive: Duration, as Seconds = Duration::from_secs(5),
+        flag Option<f64> = same, #[arg(long = "keep-alive", value_name = "SECONDS")];
+    /// Answer 504 when an application request has no response after this many seconds;
+    /// 0 = no limit [default: 60]
+    handler_timeout: Duration, as Seconds = Duration::from_secs(60),
+        flag Option<f64> = same, #[arg(long, value_name = "SECONDS")];
+    /// Most header fields per request (more: 431) [default: 100]
+    limit_request_fields: usize, as Plain<usize> = 100,
+        flag Option<usize> = same, #[arg(long, value_name = "N")];
+    /// Most bytes of request line and headers (more: 431; at least 8192) [default: 32768]
+    max_header_bytes: usize, as Plain<usize> = 32 * 1024,
+        flag Option<usize> = same, #[arg(long, value_name = "BYTES")];
+    /// Requests per HTTP/1.1 connection before it is closed; 0 = no limit [default: 1000]
+    max_requests_per_connection: u64, as Plain<u64> = 1000,
+        flag Option<u64> = same, #[arg(long, value_name = "N")];
+    /// Most simultaneous connections per worker; more wait in the shared accept queue
+    /// [default: 1000]
+    worker_connections: usize, as Plain<usize> = 1000,
+        flag Option<usize> = same, #[arg(long, value_name = "N")];
+    /// Log level: error, warn, info, debug, trace, or tracing directives
+    /// [default: $MUSTER_LOG, else info]
+    log_level: String, as Plain<String> = std::env::var("MUSTER_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".into()),
+        flag Option<String> = same, #[arg(long, value_name = "LEVEL")];
+    /// Write an access log line per application request to FILE ('-' = standard
+    /// output) [default: none]
+    access_logfile: Option<PathBuf>, as Maybe<PathBuf> = None,
+        flag Option<PathBuf> = same, #[arg(long, value_name = "FILE")];
+    /// Access log format, gunicorn's atoms: %(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)s ...
+    /// [default: gunicorn's]
+    access_logformat: String, as Plain<String> = crate::accesslog::DEFAULT_FORMAT.into(),
+        flag Option<String> = same, #[arg(long, value_name = "FORMAT")];
+    /// Peers trusted to set X-Forwarded-For/-Proto: IPs, CIDRs or '*', comma-separated
+    /// (Unix-socket clients always are) [default: 127.0.0.1,::1]
+    forwarded_allow_ips: Vec<String>, as Plain<Vec<String>> = vec!["127.0.0.1".into(), "::1".into()],
+        flag Option<Vec<String>> = same,
+        #[arg(long, value_name = "IPS", value_delimiter = ',')];
+    /// Serve /metrics, /-/healthy and /-/ready on the application's listeners too; the
+    /// flag turns it off (only on --metrics-bind, which is then required)
+    metrics_on_app_port: bool, as Plain<bool> = true,
+        flag bool = |off| off.then_some(false), #[arg(long = "no-metrics-on-app-port")];
+    /// Run as this user (name or uid) once the listeners are bound
+    user: Option<String>, as Maybe<String> = None,
+        flag Option<String> = same, #[arg(long, short = 'u', value_name = "USER")];
+    /// Run as this group (name or gid) once the listeners are bound
+    group: Option<String>, as Maybe<String> = None,
+        flag Option<String> = same, #[arg(long, short = 'g', value_name = "GROUP")];
+    /// File mode creation mask, octal (e.g. 027), set at start
+    umask: Option<u32>, as Maybe<u32> = None,
+        flag Option<u32> = same,
+        #[arg(long, short = 'm', value_name = "MASK", value_parser = parse_umask)];
+    /// Change to this directory at start
+    chdir: Option<PathBuf>, as Maybe<PathBuf> = None,
+        flag Option<PathBuf> = same, #[arg(long, value_name = "DIR")];
 }
 
 fn default_workers() -> usize {
@@ -195,142 +323,20 @@ fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
-/// Settings laid over the defaults: the keys a TOML config file may hold (all
-/// optional; unknown keys are an error), and what the command-line flags set.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct Overrides {
-    workers: Option<usize>,
-    bind: Option<Vec<String>>,
-    timeout: Option<f64>,
-    graceful_timeout: Option<f64>,
-    threads: Option<usize>,
-    max_requests: Option<u64>,
-    max_requests_jitter: Option<u64>,
-    pid: Option<PathBuf>,
-    metrics_bind: Option<String>,
-    multiproc_dir: Option<PathBuf>,
-    max_boot_failures: Option<u32>,
-    http_metrics: Option<bool>,
-    web_config_file: Option<PathBuf>,
-    header_read_timeout: Option<f64>,
-    keepalive: Option<f64>,
-    handler_timeout: Option<f64>,
-    limit_request_fields: Option<usize>,
-    max_header_bytes: Option<usize>,
-    max_requests_per_connection: Option<u64>,
-    worker_connections: Option<usize>,
-    log_level: Option<String>,
-    access_logfile: Option<PathBuf>,
-    access_logformat: Option<String>,
-    forwarded_allow_ips: Option<Vec<String>>,
-    metrics_on_app_port: Option<bool>,
-    user: Option<String>,
-    group: Option<String>,
-    umask: Option<u32>,
-    chdir: Option<PathBuf>,
-}
-
-/// Command-line flags with gunicorn's names; flatten into a clap parser with
-/// `#[command(flatten)]`, then call [`ServerArgs::to_config`].
+/// Command-line flags with gunicorn's names: every setting ([`SettingFlags`]) and the
+/// flags that only say what to do. Flatten into a clap parser with
+/// `#[command(flatten)]`, then call [`ServerArgs::main`] (or [`ServerArgs::to_config`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
-    /// Number of worker processes [default: $WEB_CONCURRENCY or the number of cores]
-    #[arg(short = 'w', long, value_name = "N")]
-    pub workers: Option<usize>,
-    /// Address to listen on, host:port; repeatable [default: 127.0.0.1:8000]
-    #[arg(short = 'b', long = "bind", value_name = "ADDR")]
-    pub bind: Vec<String>,
-    /// Kill and replace a worker silent for this many seconds [default: 30]
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
-    /// Seconds a stopping worker gets to finish in-flight requests [default: 30]
-    #[arg(long, value_name = "SECONDS")]
-    pub graceful_timeout: Option<f64>,
-    /// Runtime threads per worker; 1 = current-thread runtime [default: 1]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Recycle a worker after this many requests; 0 = never [default: 0]
-    #[arg(long, value_name = "N")]
-    pub max_requests: Option<u64>,
-    /// Random extra requests (0..=N) added to --max-requests per worker [default: 0]
-    #[arg(long, value_name = "N")]
-    pub max_requests_jitter: Option<u64>,
-    /// Write the supervisor's pid to this file
-    #[arg(long, value_name = "FILE")]
-    pub pid: Option<PathBuf>,
+    /// The settings.
+    #[command(flatten)]
+    pub settings: SettingFlags,
     /// TOML configuration file (re-read on SIGHUP)
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Serve /metrics and health on this address from a process outside the app workers
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_bind: Option<String>,
-    /// Multiprocess metrics directory [default: $PROMETHEUS_MULTIPROC_DIR or a private temp dir]
-    #[arg(long, value_name = "DIR")]
-    pub multiproc_dir: Option<PathBuf>,
-    /// Do not record the default HTTP metrics (to measure their cost)
-    #[arg(long)]
-    pub no_http_metrics: bool,
-    /// Web configuration file (Prometheus exporter-toolkit format: tls_server_config,
-    /// basic_auth_users) protecting /metrics; see docs/security.md
-    #[arg(long, value_name = "FILE")]
-    pub web_config_file: Option<PathBuf>,
     /// Start even if a password in the web config file is a known-weak one
     #[arg(long)]
     pub allow_weak_credentials: bool,
-    /// Seconds a client gets to send a request's headers (and a new connection its
-    /// first request) [default: 10]
-    #[arg(long, value_name = "SECONDS")]
-    pub header_read_timeout: Option<f64>,
-    /// Close a connection idle (no request in progress) for this many seconds [default: 5]
-    #[arg(long = "keep-alive", value_name = "SECONDS")]
-    pub keepalive: Option<f64>,
-    /// Answer 504 when an application request has no response after this many
-    /// seconds; 0 = no limit [default: 60]
-    #[arg(long, value_name = "SECONDS")]
-    pub handler_timeout: Option<f64>,
-    /// Most header fields per request [default: 100]
-    #[arg(long, value_name = "N")]
-    pub limit_request_fields: Option<usize>,
-    /// Most bytes of request line and headers [default: 32768]
-    #[arg(long, value_name = "BYTES")]
-    pub max_header_bytes: Option<usize>,
-    /// Requests per HTTP/1.1 connection before it is closed; 0 = no limit [default: 1000]
-    #[arg(long, value_name = "N")]
-    pub max_requests_per_connection: Option<u64>,
-    /// Most simultaneous connections per worker [default: 1000]
-    #[arg(long, value_name = "N")]
-    pub worker_connections: Option<usize>,
-    /// Log level: error, warn, info, debug, trace, or tracing directives
-    /// [default: $MUSTER_LOG or info]
-    #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Write an access log line per request to FILE ('-' = standard output) [default: none]
-    #[arg(long, value_name = "FILE")]
-    pub access_logfile: Option<PathBuf>,
-    /// Access log format, gunicorn's atoms: %(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)s ...
-    #[arg(long, value_name = "FORMAT")]
-    pub access_logformat: Option<String>,
-    /// Peers trusted to set X-Forwarded-For/-Proto: comma-separated IPs, CIDRs or '*'
-    /// [default: 127.0.0.1,::1]
-    #[arg(long, value_name = "IPS", value_delimiter = ',')]
-    pub forwarded_allow_ips: Option<Vec<String>>,
-    /// Do not serve /metrics, /-/healthy and /-/ready on the application's listeners
-    /// (only on --metrics-bind, which is then required)
-    #[arg(long)]
-    pub no_metrics_on_app_port: bool,
-    /// Run as this user (name or uid) once the listeners are bound
-    #[arg(long, short = 'u', value_name = "USER")]
-    pub user: Option<String>,
-    /// Run as this group (name or gid) once the listeners are bound
-    #[arg(long, short = 'g', value_name = "GROUP")]
-    pub group: Option<String>,
-    /// File mode creation mask, octal (e.g. 027)
-    #[arg(long, short = 'm', value_name = "MASK", value_parser = parse_umask)]
-    pub umask: Option<u32>,
-    /// Change to this directory at start
-    #[arg(long, value_name = "DIR")]
-    pub chdir: Option<PathBuf>,
     /// Check the configuration (files, addresses, directory) and exit: 0 if usable
     #[arg(long)]
     pub check_config: bool,
@@ -389,38 +395,7 @@ impl ServerArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        Overrides {
-            workers: self.workers,
-            bind: (!self.bind.is_empty()).then(|| self.bind.clone()),
-            timeout: self.timeout,
-            graceful_timeout: self.graceful_timeout,
-            threads: self.threads,
-            max_requests: self.max_requests,
-            max_requests_jitter: self.max_requests_jitter,
-            pid: self.pid.clone(),
-            metrics_bind: self.metrics_bind.clone(),
-            multiproc_dir: self.multiproc_dir.clone(),
-            max_boot_failures: None,
-            http_metrics: self.no_http_metrics.then_some(false),
-            web_config_file: self.web_config_file.clone(),
-            header_read_timeout: self.header_read_timeout,
-            keepalive: self.keepalive,
-            handler_timeout: self.handler_timeout,
-            limit_request_fields: self.limit_request_fields,
-            max_header_bytes: self.max_header_bytes,
-            max_requests_per_connection: self.max_requests_per_connection,
-            worker_connections: self.worker_connections,
-            log_level: self.log_level.clone(),
-            access_logfile: self.access_logfile.clone(),
-            access_logformat: self.access_logformat.clone(),
-            forwarded_allow_ips: self.forwarded_allow_ips.clone(),
-            metrics_on_app_port: self.no_metrics_on_app_port.then_some(false),
-            user: self.user.clone(),
-            group: self.group.clone(),
-            umask: self.umask,
-            chdir: self.chdir.clone(),
-        }
-        .apply(&mut config, Source::Flags)?;
+        Overrides::from_flags(&self.settings).apply(&mut config, Source::Flags)?;
         config.allow_weak_credentials |= self.allow_weak_credentials;
         config.args = Some(self.clone());
         config.validate()?;
@@ -435,76 +410,13 @@ enum Source {
     Flags,
 }
 
-impl Overrides {
-    /// Sets every value this layer holds over `config`.
-    fn apply(self, config: &mut Config, source: Source) -> Result<(), ServerError> {
-        let secs = |v: Option<f64>, key: &str, flag: &str| {
-            let name = if source == Source::Flags { flag } else { key };
-            v.map(|v| seconds(name, v)).transpose()
-        };
-        set(&mut config.workers, self.workers);
-        set(&mut config.bind, self.bind);
-        set(
-            &mut config.timeout,
-            secs(self.timeout, "timeout", "--timeout")?,
-        );
-        set(
-            &mut config.graceful_timeout,
-            secs(
-                self.graceful_timeout,
-                "graceful_timeout",
-                "--graceful-timeout",
-            )?,
-        );
-        set(&mut config.threads, self.threads);
-        set(&mut config.max_requests, self.max_requests);
-        set(&mut config.max_requests_jitter, self.max_requests_jitter);
-        set(&mut config.pid, self.pid.map(Some));
-        set(&mut config.metrics_bind, self.metrics_bind.map(Some));
-        set(&mut config.multiproc_dir, self.multiproc_dir.map(Some));
-        set(&mut config.max_boot_failures, self.max_boot_failures);
-        set(&mut config.http_metrics, self.http_metrics);
-        set(&mut config.web_config_file, self.web_config_file.map(Some));
-        set(
-            &mut config.header_read_timeout,
-            secs(
-                self.header_read_timeout,
-                "header_read_timeout",
-                "--header-read-timeout",
-            )?,
-        );
-        set(
-            &mut config.keepalive,
-            secs(self.keepalive, "keepalive", "--keep-alive")?,
-        );
-        set(
-            &mut config.handler_timeout,
-            secs(self.handler_timeout, "handler_timeout", "--handler-timeout")?,
-        );
-        set(&mut config.limit_request_fields, self.limit_request_fields);
-        set(&mut config.max_header_bytes, self.max_header_bytes);
-        set(
-            &mut config.max_requests_per_connection,
-            self.max_requests_per_connection,
-        );
-        set(&mut config.worker_connections, self.worker_connections);
-        set(&mut config.log_level, self.log_level);
-        set(&mut config.access_logfile, self.access_logfile.map(Some));
-        set(&mut config.access_logformat, self.access_logformat);
-        set(&mut config.forwarded_allow_ips, self.forwarded_allow_ips);
-        set(&mut config.metrics_on_app_port, self.metrics_on_app_port);
-        set(&mut config.user, self.user.map(Some));
-        set(&mut config.group, self.group.map(Some));
-        set(&mut config.umask, self.umask.map(Some));
-        set(&mut config.chdir, self.chdir.map(Some));
-        Ok(())
-    }
-}
-
-/// Overrides `slot` with `value`, when there is one.
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
+impl Source {
+    /// A setting as it is spelled in this layer: the TOML key, or the flag.
+    fn name(self, key: &str) -> String {
+        match self {
+            Source::File => key.to_string(),
+            Source::Flags => format!("--{}", key.replace('_', "-")),
+        }
     }
 }
 
@@ -556,39 +468,8 @@ impl Config {
     /// The configuration as a TOML config file (what `--print-config` prints): every
     /// key, with the value in force.
     pub fn to_toml(&self) -> String {
-        let secs = |d: Duration| Some(d.as_secs_f64());
-        let all = Overrides {
-            workers: Some(self.workers),
-            bind: Some(self.bind.clone()),
-            timeout: secs(self.timeout),
-            graceful_timeout: secs(self.graceful_timeout),
-            threads: Some(self.threads),
-            max_requests: Some(self.max_requests),
-            max_requests_jitter: Some(self.max_requests_jitter),
-            pid: self.pid.clone(),
-            metrics_bind: self.metrics_bind.clone(),
-            multiproc_dir: self.multiproc_dir.clone(),
-            max_boot_failures: Some(self.max_boot_failures),
-            http_metrics: Some(self.http_metrics),
-            web_config_file: self.web_config_file.clone(),
-            header_read_timeout: secs(self.header_read_timeout),
-            keepalive: secs(self.keepalive),
-            handler_timeout: secs(self.handler_timeout),
-            limit_request_fields: Some(self.limit_request_fields),
-            max_header_bytes: Some(self.max_header_bytes),
-            max_requests_per_connection: Some(self.max_requests_per_connection),
-            worker_connections: Some(self.worker_connections),
-            log_level: Some(self.log_level.clone()),
-            access_logfile: self.access_logfile.clone(),
-            access_logformat: Some(self.access_logformat.clone()),
-            forwarded_allow_ips: Some(self.forwarded_allow_ips.clone()),
-            metrics_on_app_port: Some(self.metrics_on_app_port),
-            user: self.user.clone(),
-            group: self.group.clone(),
-            umask: self.umask,
-            chdir: self.chdir.clone(),
-        };
-        toml::to_string(&all).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+        toml::to_string(&Overrides::of(self))
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 
     /// Checks the values for consistency.
@@ -708,12 +589,16 @@ mod tests {
     #[test]
     fn printed_config_reads_back_the_same() {
         let args = ServerArgs {
-            workers: Some(3),
-            bind: vec!["unix:/run/app.sock".into(), "127.0.0.1:9000".into()],
-            handler_timeout: Some(2.5),
-            umask: Some(0o027),
-            forwarded_allow_ips: Some(vec!["10.0.0.0/8".into()]),
-            access_logfile: Some("-".into()),
+            settings: SettingFlags {
+                workers: Some(3),
+                bind: vec!["unix:/run/app.sock".into(), "127.0.0.1:9000".into()],
+                handler_timeout: Some(2.5),
+                umask: Some(0o027),
+                forwarded_allow_ips: Some(vec!["10.0.0.0/8".into()]),
+                access_logfile: Some("-".into()),
+                http_metrics: true,
+                ..SettingFlags::default()
+            },
             ..ServerArgs::default()
         };
         let c = args.to_config().expect("config");
@@ -725,6 +610,27 @@ mod tests {
         assert_eq!(back.handler_timeout, Duration::from_millis(2500));
         assert_eq!(back.umask, Some(0o027));
         assert!(text.contains("umask = 23"), "{text}");
+        assert!(text.contains("http_metrics = false"), "{text}");
+        assert!(!back.http_metrics);
+    }
+
+    /// Every setting is a documented TOML key (module docs) and a flag in
+    /// docs/operations.md or docs/security.md: declared once, documented everywhere.
+    #[test]
+    fn every_setting_is_documented() {
+        let module = include_str!("config.rs");
+        let docs = [
+            include_str!("../../../docs/operations.md"),
+            include_str!("../../../docs/security.md"),
+        ]
+        .concat();
+        for key in KEYS {
+            assert!(
+                module.contains(&format!("//! {key} = ")),
+                "{key} is not in the module docs' example"
+            );
+            assert!(docs.contains(&format!("`{key}")), "{key} is not in docs/");
+        }
     }
 
     #[test]
@@ -746,7 +652,10 @@ mod tests {
         let path = dir.path().join("m.toml");
         std::fs::write(&path, "workers = 3\nmax_requests = 7\n").expect("write");
         let args = ServerArgs {
-            workers: Some(5),
+            settings: SettingFlags {
+                workers: Some(5),
+                ..SettingFlags::default()
+            },
             config: Some(path.clone()),
             ..ServerArgs::default()
         };

@@ -56,7 +56,7 @@ mod worker;
 use std::path::PathBuf;
 
 pub use bytes::Bytes;
-pub use config::{Config, ServerArgs};
+pub use config::{Config, ServerArgs, SettingFlags};
 pub use connection::Peer;
 pub use forwarded::Client;
 pub use http::{service_fn, RouteTemplate, ServiceFn};
