@@ -4,7 +4,9 @@
    of the metrics middleware, as a ratio of requests/s;
 2. an axum hello world under muster (`axum_hello -w N`, N forked workers, each on
    a current-thread runtime) against the same router under plain `axum::serve` on
-   one multi-thread runtime of N threads: the same total cores.
+   one multi-thread runtime of N threads: the same total cores;
+3. the same with muster's HTTP metrics off (`--no-http-metrics`), to split what the
+   metrics cost from what the rest of muster's stack costs.
 
     python server_bench.py --muster target/release/muster \
         --axum-hello target/release/examples/axum_hello --out RESULTS/server.json \
@@ -115,12 +117,18 @@ def main():
         wrk(args, s.port, args.warmup)
     results["axum_muster_vs_plain"] = measure([under, plain], args)
     under.stop()
+    # 3. The same without muster's HTTP metrics: what the rest of the stack costs.
+    bare = muster_server("axum under muster, no HTTP metrics", [args.axum_hello,
+                                                                 "--no-http-metrics"])
+    wrk(args, bare.port, args.warmup)
+    results["axum_muster_no_metrics_vs_plain"] = measure([bare, plain], args)
+    bare.stop()
     plain.stop()
     results["seconds"] = time.time() - started
     results["load_average_end"] = os.getloadavg()[0]
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
-    for key in ("metrics_on_off", "axum_muster_vs_plain"):
+    for key in ("metrics_on_off", "axum_muster_vs_plain", "axum_muster_no_metrics_vs_plain"):
         r = results[key]
         log("%s: ratio of medians %.1f%%, median of round ratios %.1f%%, CPU/request %.1f%%" % (
             key, 100 * r["ratio_of_medians"], 100 * r["median_round_ratio"],

@@ -153,12 +153,7 @@ fn hung_worker_is_killed_after_timeout() {
     assert!(!after.contains(&victim));
     let log = server.log_text();
     assert!(log.contains("silent for longer than the timeout"), "{log}");
-    let m = server.metrics();
-    assert_eq!(
-        sample(&m, "muster_worker_restarts_total", &[("reason", "timeout")]),
-        1.0,
-        "{m}"
-    );
+    assert_restarts(&server, "timeout", 1.0);
 }
 
 #[test]

@@ -35,39 +35,53 @@ fn spawned(log: &str) -> usize {
     log.lines().filter(|l| l.contains("worker spawned")).count()
 }
 
+/// What happened when, with a request in flight on an old worker, the workers of a
+/// rolling reload failed to boot because of `fault` (`--crash-boot-if` or
+/// `--fail-boot-if`): the server's exit status, its log, the in-flight request's
+/// answer, and how many workers were spawned after the reload.
+struct FailedReload {
+    code: Option<i32>,
+    log: String,
+    in_flight: std::io::Result<(u16, String)>,
+    spawned_after: usize,
+    group_left: Vec<i32>,
+}
+
+fn reload_into_failing_boots(fault: &str) -> FailedReload {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let flag = tmp.path().join("fault");
+    let flag_s = flag.to_str().expect("utf-8");
+    let mut server = Server::start(&["-w", "2", "--graceful-timeout", "20", fault, flag_s]);
+    server.wait_workers(2, BOOT);
+    let before = spawned(&server.log_text());
+    let slow = in_background(&server, "/slow/4000");
+    wait_slow_in_progress(&server, 1.0);
+    std::fs::write(&flag, b"").expect("flag");
+    server.signal(Signal::SIGHUP);
+    let status = server.wait_exit(Duration::from_secs(60));
+    let log = server.log_text();
+    FailedReload {
+        code: status.code(),
+        spawned_after: spawned(&log) - before,
+        log,
+        in_flight: slow.join().expect("client"),
+        group_left: group_members(server.pid().as_raw()),
+    }
+}
+
 /// Workers that keep dying before they are ready stop the server the way SIGTERM
 /// does: the old, healthy workers finish their requests; the exit status says why.
 #[test]
 fn boot_failures_drain_healthy_workers_and_exit_nonzero() {
     let _g = serial();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let flag = tmp.path().join("crash");
-    let flag_s = flag.to_str().expect("utf-8");
-    let mut server = Server::start(&[
-        "-w",
-        "2",
-        "--graceful-timeout",
-        "20",
-        "--crash-boot-if",
-        flag_s,
-    ]);
-    server.wait_workers(2, BOOT);
-    let slow = in_background(&server, "/slow/4000");
-    wait_slow_in_progress(&server, 1.0);
-    std::fs::write(&flag, b"").expect("flag");
-    // New workers (a rolling reload) now die before they are ready.
-    server.signal(Signal::SIGHUP);
-    let status = server.wait_exit(Duration::from_secs(60));
-    let log = server.log_text();
-    assert_eq!(status.code(), Some(3), "{log}");
+    let r = reload_into_failing_boots("--crash-boot-if");
+    let log = &r.log;
+    assert_eq!(r.code, Some(3), "{log}");
     assert!(log.contains("died before becoming ready"), "{log}");
-    let (code, body) = slow
-        .join()
-        .expect("client")
-        .expect("the in-flight request must be answered");
+    let (code, body) = r.in_flight.expect("the in-flight request must be answered");
     assert_eq!(code, 200, "{body}\n{log}");
     assert!(!log.contains("killed by SIGKILL"), "{log}");
-    assert!(group_members(server.pid().as_raw()).is_empty());
+    assert!(r.group_left.is_empty());
 }
 
 /// A worker exiting with code 3 (its boot is hopeless) stops the server at once, not
@@ -75,33 +89,12 @@ fn boot_failures_drain_healthy_workers_and_exit_nonzero() {
 #[test]
 fn a_worker_reporting_a_boot_error_halts_at_once() {
     let _g = serial();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let flag = tmp.path().join("fail");
-    let flag_s = flag.to_str().expect("utf-8");
-    let mut server = Server::start(&[
-        "-w",
-        "2",
-        "--graceful-timeout",
-        "20",
-        "--fail-boot-if",
-        flag_s,
-    ]);
-    server.wait_workers(2, BOOT);
-    let before = spawned(&server.log_text());
-    let slow = in_background(&server, "/slow/3000");
-    wait_slow_in_progress(&server, 1.0);
-    std::fs::write(&flag, b"").expect("flag");
-    server.signal(Signal::SIGHUP);
-    let status = server.wait_exit(Duration::from_secs(60));
-    let log = server.log_text();
-    assert_eq!(status.code(), Some(3), "{log}");
+    let r = reload_into_failing_boots("--fail-boot-if");
+    let log = &r.log;
+    assert_eq!(r.code, Some(3), "{log}");
     assert!(log.contains("failing on purpose (--fail-boot-if)"), "{log}");
-    assert_eq!(
-        spawned(&log) - before,
-        1,
-        "one failed boot is enough:\n{log}"
-    );
-    let (code, _) = slow.join().expect("client").expect("answered");
+    assert_eq!(r.spawned_after, 1, "one failed boot is enough:\n{log}");
+    let (code, _) = r.in_flight.expect("answered");
     assert_eq!(code, 200, "{log}");
 }
 
@@ -226,12 +219,7 @@ fn a_hung_worker_is_aborted_with_a_backtrace() {
     assert!(log.contains("demo_server"), "{log}");
     assert!(spin.join().expect("client").is_err());
     server.wait_workers(1, BOOT);
-    let m = server.metrics();
-    assert_eq!(
-        sample(&m, "muster_worker_restarts_total", &[("reason", "timeout")]),
-        1.0,
-        "{m}"
-    );
+    assert_restarts(&server, "timeout", 1.0);
 }
 
 /// `--timeout` is the heartbeat of a hung worker: an async handler that waits longer

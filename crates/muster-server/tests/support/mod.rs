@@ -472,6 +472,16 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Asserts `muster_worker_restarts_total{reason}` of a scrape of `server`.
+pub fn assert_restarts(server: &Server, reason: &str, want: f64) {
+    let m = server.metrics();
+    assert_eq!(
+        sample(&m, "muster_worker_restarts_total", &[("reason", reason)]),
+        want,
+        "{m}"
+    );
+}
+
 /// Whether any sample named `name` exists.
 pub fn has_sample(text: &str, name: &str) -> bool {
     text.lines().any(|l| {
