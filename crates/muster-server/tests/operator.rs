@@ -111,29 +111,24 @@ fn access_log_lines_use_gunicorns_format_and_trusted_forwarded_addresses() {
 #[test]
 fn log_level_filters_the_servers_log() {
     let _g = serial();
-    let out = run_to_end(&[
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--fail-boot",
-        "--log-level",
-        "warn",
-    ]);
-    let log = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{log}");
-    assert!(log.contains("failing on purpose"), "{log}");
+    let failing_boot_log = |level: &str| {
+        let out = run_to_end(&[
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:0",
+            "--fail-boot",
+            "--log-level",
+            level,
+        ]);
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{log}");
+        assert!(log.contains("failing on purpose"), "{log}");
+        log
+    };
+    let log = failing_boot_log("warn");
     assert!(!log.contains(" INFO "), "{log}");
-    let out = run_to_end(&[
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--fail-boot",
-        "--log-level",
-        "debug",
-    ]);
-    assert!(text(&out.stderr).contains(" INFO "));
+    assert!(failing_boot_log("debug").contains(" INFO "));
 }
 
 #[test]
