@@ -31,7 +31,10 @@ fn dead_python(dir: &Path, seed: u32, slot: Option<u32>) -> u32 {
         cmd.env("MUSTER_WORKER_ID", slot.to_string());
     }
     let out = run_ok(&mut cmd, b"");
-    String::from_utf8_lossy(&out).trim().parse().expect("dead_writer.py prints its pid")
+    String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .expect("dead_writer.py prints its pid")
 }
 
 /// Samples that survive a compaction (not the `all`/`live*` gauges of dead
@@ -49,8 +52,12 @@ fn muster_samples(dir: &Path) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for family in &set.families {
         for s in &family.samples {
-            let labels: Vec<String> =
-                s.labels.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = s
+                .labels
+                .pairs()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             out.insert(format!("{}{{{}}}", s.name, labels.join(",")), s.value);
         }
     }
@@ -69,7 +76,10 @@ fn python_samples(dirs: &[PathBuf]) -> Vec<BTreeMap<String, f64>> {
     let mut all: BTreeMap<String, BTreeMap<String, f64>> =
         serde_json::from_slice(&out).expect("dead_writer.py --collect prints JSON");
     dirs.iter()
-        .map(|d| all.remove(d.to_str().unwrap()).expect("every directory collected"))
+        .map(|d| {
+            all.remove(d.to_str().unwrap())
+                .expect("every directory collected")
+        })
         .collect()
 }
 
@@ -119,11 +129,20 @@ fn run_compaction(dir: &Path, kill_at: Option<usize>, reaped: &[u32]) -> (bool, 
     }
     let out = run_with_input(&mut cmd, b"", Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let last = stderr.lines().rev().find(|l| l.starts_with("step ")).unwrap_or("").to_owned();
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("step "))
+        .unwrap_or("")
+        .to_owned();
     match out.status.signal() {
         Some(libc::SIGKILL) => (true, last),
         _ => {
-            assert!(out.status.success(), "compaction failed: {}", output_text(&out));
+            assert!(
+                out.status.success(),
+                "compaction failed: {}",
+                output_text(&out)
+            );
             (false, last)
         }
     }
@@ -144,7 +163,11 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
     let abandoned = dead_python(&base, 4, None);
     let expected = kept(muster_samples(&base));
     assert!(expected.len() > 10, "{expected:?}");
-    assert_close(&expected, &kept(python_samples(&[base.clone()]).remove(0)), "Python, before");
+    assert_close(
+        &expected,
+        &kept(python_samples(&[base.clone()]).remove(0)),
+        "Python, before",
+    );
 
     let mut crashed = Vec::new();
     let mut steps_seen = Vec::new();
@@ -155,8 +178,15 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
         if !killed {
             break;
         }
-        assert!(step.starts_with(&format!("step {k}:")), "killed at {k}, last step {step:?}");
-        assert_close(&expected, &kept(muster_samples(&dir)), &format!("muster, killed at {step}"));
+        assert!(
+            step.starts_with(&format!("step {k}:")),
+            "killed at {k}, last step {step:?}"
+        );
+        assert_close(
+            &expected,
+            &kept(muster_samples(&dir)),
+            &format!("muster, killed at {step}"),
+        );
         steps_seen.push(step);
         crashed.push(dir);
     }
@@ -170,7 +200,11 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
     // between an archive's publication and the unlink of what it absorbed:
     // Python does not read the archive's list of absorbed files and counts
     // those twice (docs/python.md).
-    for ((dir, step), got) in crashed.iter().zip(&steps_seen).zip(python_samples(&crashed)) {
+    for ((dir, step), got) in crashed
+        .iter()
+        .zip(&steps_seen)
+        .zip(python_samples(&crashed))
+    {
         if !step.contains(": Unlink(") {
             assert_close(&expected, &kept(got), &format!("Python, {}", dir.display()));
         }
@@ -184,12 +218,25 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
         let archives = left.iter().filter(|n| n.ends_with("_archive.db")).count();
         assert_eq!(archives, 7, "{context}: one archive per kind: {left:?}");
         for name in &left {
-            let pid_named = reaped.iter().chain([&first, &abandoned]).any(|p| name.contains(&format!("_{p}")));
-            assert!(!pid_named && !name.ends_with(".tmp"), "{context}: {name} left in {left:?}");
+            let pid_named = reaped
+                .iter()
+                .chain([&first, &abandoned])
+                .any(|p| name.contains(&format!("_{p}")));
+            assert!(
+                !pid_named && !name.ends_with(".tmp"),
+                "{context}: {name} left in {left:?}"
+            );
         }
-        assert!(left.contains(&"counter_w0.db".to_owned()), "{context}: slot files kept");
+        assert!(
+            left.contains(&"counter_w0.db".to_owned()),
+            "{context}: slot files kept"
+        );
     }
     for (dir, got) in crashed.iter().zip(python_samples(&crashed)) {
-        assert_close(&expected, &kept(got), &format!("Python after recovery, {}", dir.display()));
+        assert_close(
+            &expected,
+            &kept(got),
+            &format!("Python after recovery, {}", dir.display()),
+        );
     }
 }
