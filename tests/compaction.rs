@@ -165,7 +165,7 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
     assert!(expected.len() > 10, "{expected:?}");
     assert_close(
         &expected,
-        &kept(python_samples(&[base.clone()]).remove(0)),
+        &kept(python_samples(std::slice::from_ref(&base)).remove(0)),
         "Python, before",
     );
 

@@ -149,6 +149,9 @@ pub enum CompactError {
     },
 }
 
+/// Called before each change a compaction makes.
+type StepObserver<'a> = Box<dyn FnMut(&Step) + 'a>;
+
 /// A compaction run over one directory; configure, then [`Compaction::run`].
 ///
 /// ```
@@ -162,7 +165,7 @@ pub struct Compaction<'a> {
     reaped: Vec<u32>,
     abandoned: bool,
     lock_wait: Duration,
-    on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+    on_step: Option<StepObserver<'a>>,
 }
 
 impl<'a> Compaction<'a> {

@@ -257,7 +257,7 @@ fn files_something_can_still_write_are_kept() {
     assert!(report.kept[0].1.contains("can still write"), "{report:?}");
     // Still counted, under its claimed name.
     let claimed = format!("counter_{me}-c1.db");
-    assert_eq!(db_names(d), [claimed.clone()]);
+    assert_eq!(db_names(d), std::slice::from_ref(&claimed));
     assert_eq!(
         Collector::new(d).collect().unwrap().value("c_total", &[]),
         Some(5.0)
