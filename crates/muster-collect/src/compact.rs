@@ -593,7 +593,10 @@ pub(crate) fn absorbed_files<'f>(
 ) -> HashSet<OsString> {
     let mut out = HashSet::new();
     for (name, data) in files {
-        if name.to_str().and_then(archive_kind).is_none() {
+        // Cheap test first: this runs over every file of every scrape.
+        if !name.as_encoded_bytes().ends_with(b"_archive.db")
+            || name.to_str().and_then(archive_kind).is_none()
+        {
             continue;
         }
         let Ok(used) = muster_store::reader::read_used(data) else {
@@ -622,11 +625,18 @@ impl ReadGuard {
     /// scrapes; the archive trailers still keep counts exact).
     pub(crate) fn acquire(dir: &Path) -> ReadGuard {
         let deadline = Instant::now() + READER_WAIT;
-        // Through the turnstile (held only for this instant), then the lock.
-        let turn = lock(&dir.join(TURNSTILE_FILE), false, READER_WAIT);
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let lock = lock(&dir.join(LOCK_FILE), false, wait).ok().flatten();
-        drop(turn);
+        // No lock file: no compaction ever ran here (one failed open).
+        // Otherwise through the turnstile (held only for this instant), then
+        // the lock.
+        let lock = if dir.join(LOCK_FILE).exists() {
+            let turn = lock(&dir.join(TURNSTILE_FILE), false, READER_WAIT);
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let lock = lock(&dir.join(LOCK_FILE), false, wait).ok().flatten();
+            drop(turn);
+            lock
+        } else {
+            None
+        };
         if lock.is_none() && dir.join(LOCK_FILE).exists() {
             tracing::warn!(dir = ?dir, "a compaction held its lock for {READER_WAIT:?}; listing without it");
         }
