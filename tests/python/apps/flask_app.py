@@ -19,30 +19,7 @@ except ImportError:
     muster_worker = None
 
 from flask import Flask, Response, jsonify
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
-
-REQUESTS = Counter(
-    "app_requests", "Requests answered by the app.", ["method", "route", "status"]
-)
-LATENCY = Histogram(
-    "app_request_duration_seconds",
-    "Time to answer a request.",
-    ["route"],
-    buckets=(0.001, 0.005, 0.025, 0.1, 0.5),
-)
-IN_PROGRESS = Gauge(
-    "app_requests_in_progress",
-    "Requests being answered.",
-    multiprocess_mode="livesum",
-)
+from app_metrics import IN_PROGRESS, LATENCY, REQUESTS, exposition
 
 app = Flask(__name__)
 
@@ -68,6 +45,5 @@ def item(item):
 
 @app.get("/metrics")
 def metrics():
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    body, content_type = exposition()
+    return Response(body, mimetype=content_type)
