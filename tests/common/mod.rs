@@ -273,40 +273,32 @@ pub fn assert_same(expected: &Samples, actual: &Samples, context: &str) {
 /// The Rust writer example, built on first use in this process.
 pub fn fixture_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MUSTER_WRITE_FIXTURE").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "muster-metrics",
-                "--example",
-                "write_fixture",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cannot run cargo to build the write_fixture example");
-        assert!(
-            out.status.success(),
-            "building the write_fixture example failed"
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| {
-                m["reason"] == "compiler-artifact" && m["target"]["name"] == "write_fixture"
-            })
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no write_fixture executable")
-    })
-    .clone()
+    BIN.get_or_init(|| example_bin("muster-metrics", "write_fixture", "MUSTER_WRITE_FIXTURE"))
+        .clone()
+}
+
+/// An example program of `package`: the path in `env_var` if set (scripts/test
+/// builds the examples first), else built now with cargo.
+pub fn example_bin(package: &str, name: &str, env_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--quiet", "-p", package, "--example", name])
+        .arg("--message-format=json")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the {name} example: {e}"));
+    assert!(out.status.success(), "building the {name} example failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {name} executable"))
 }
 
 /// Runs the writer example in `fixture` mode as one process with file id `id`.

@@ -2,7 +2,8 @@
 //! Python's `MultiProcessCollector`, done incrementally by a long-lived
 //! [`Collector`]; [`encode`] to Prometheus text 0.0.4 or OpenMetrics 1.0,
 //! and its inverse [`parse`]; and [`MultiprocessCollector`] for a
-//! `prometheus_client` registry.
+//! `prometheus_client` registry; [`compact`] folds dead processes' files
+//! into archives.
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
@@ -13,6 +14,7 @@
 //! assert!(body.ends_with("# EOF\n"));
 //! ```
 
+pub mod compact;
 mod encode;
 mod merge;
 mod model;

@@ -331,6 +331,9 @@ impl Collector {
             path: self.dir.clone(),
             source,
         };
+        // A compaction (compact.rs) renames and unlinks files: list and open
+        // them while none runs.
+        let guard = crate::compact::ReadGuard::acquire(&self.dir);
         let listing = std::fs::read_dir(&self.dir).map_err(dir_err)?;
         let mut present: Vec<(Box<OsStr>, u64)> = Vec::with_capacity(self.files.len());
         for entry in listing {
@@ -364,10 +367,24 @@ impl Collector {
             }
         }
         gone.extend(known.map(|(_, old)| old));
+        // Files an archive absorbed count in the archive only (compact.rs).
+        let absorbed = crate::compact::absorbed_files(
+            files
+                .iter()
+                .filter_map(|(name, t)| Some((&**name, t.map.as_ref()?.bytes()))),
+        );
+        let (absorbed, files): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|(name, _)| absorbed.contains(&**name));
+        gone.extend(absorbed.into_iter().map(|(_, t)| t));
         for mut old in gone {
             self.accs.release(&mut old.sums, &mut old.others);
         }
         self.files = files;
+        if !guard.covered_listing() {
+            // A compaction started meanwhile: list again under its lock.
+            return self.sync_files();
+        }
         Ok(())
     }
 

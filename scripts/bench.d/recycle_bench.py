@@ -1,0 +1,168 @@
+"""Worker recycling benchmark, the reference side: gunicorn + Flask +
+prometheus-flask-exporter (tests/python/apps/flask_exporter_app.py, the documented
+GunicornPrometheusMetrics set-up) with --max-requests, so every worker is replaced
+after a few requests and leaves its pid-named files behind.
+
+    python recycle_bench.py --out RESULTS/recycle.json [--workers 2] \
+        [--max-requests 1] [--checkpoints 10,100,1000] [--scrapes 5] [--preload]
+
+Bounded load on 127.0.0.1 (one request at a time, at most 50 per recycle asked for)
+until the number of recycled workers reaches each checkpoint; there, the number of
+files in the multiprocess directory and the time of `GET /metrics` (served by the
+gunicorn master, MultiProcessCollector over the directory; median of --scrapes).
+Recycles are counted from gunicorn's "Booting worker" log lines. With --preload the
+app is imported once by the master and workers only fork, so 1,000 recycles take
+seconds instead of minutes; the files left behind are the same.
+
+Phase 2 adds the same app under `muster run` to this script.
+
+Every process started here is in its own session and killed on exit.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+APPS = os.path.join(ROOT, "tests", "python", "apps")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, body
+    finally:
+        conn.close()
+
+
+def wait_until(what, limit, check):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("timed out waiting for %s" % what)
+
+
+def boots(log_path):
+    with open(log_path, errors="replace") as f:
+        return sum(1 for line in f if "Booting worker with pid" in line)
+
+
+def scrape_ms(port, n):
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        status, body = get(port, "/metrics")
+        times.append((time.perf_counter() - start) * 1000)
+        if status != 200 or b"flask_http_request_total" not in body:
+            raise SystemExit("bad /metrics answer: %s %r" % (status, body[:200]))
+    return statistics.median(times)
+
+
+def run_gunicorn(args, workdir):
+    mpdir = os.path.join(workdir, "mp")
+    os.mkdir(mpdir)
+    app_port, metrics_port = free_port(), free_port()
+    log_path = os.path.join(workdir, "gunicorn.log")
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=mpdir, METRICS_PORT=str(metrics_port))
+    env.pop("MUSTER_WORKER_ID", None)
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+        "-c", os.path.join(APPS, "gunicorn_conf.py"),
+        "--chdir", APPS,
+        "-b", "127.0.0.1:%d" % app_port,
+        "-w", str(args.workers),
+        "--max-requests", str(args.max_requests),
+        "--no-control-socket",
+        "flask_exporter_app:app",
+    ]
+    if args.preload:
+        cmd.insert(1, "--preload")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_until("gunicorn", 60, lambda: get(app_port, "/")[0] == 200)
+        wait_until("the metrics server", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
+        points = []
+        for checkpoint in args.checkpoints:
+            sent = 0
+            while boots(log_path) - args.workers < checkpoint:
+                if sent >= 50 * checkpoint * args.max_requests:
+                    raise SystemExit("no recycling: %d requests, %d boots" % (sent, boots(log_path)))
+                try:
+                    get(app_port, "/items/%d" % (sent % 7))
+                except OSError:
+                    pass  # a connection to a worker that is just exiting
+                sent += 1
+            files = sum(1 for n in os.listdir(mpdir) if n.endswith(".db"))
+            point = {
+                "recycles": boots(log_path) - args.workers,
+                "files": files,
+                "scrape_ms": round(scrape_ms(metrics_port, args.scrapes), 2),
+            }
+            print("  gunicorn: %(recycles)5d recycles, %(files)5d files, scrape %(scrape_ms)8.2f ms"
+                  % point, file=sys.stderr, flush=True)
+            points.append(point)
+        return points
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-requests", type=int, default=1)
+    p.add_argument("--checkpoints", default="10,100,1000")
+    p.add_argument("--scrapes", type=int, default=5)
+    p.add_argument("--preload", action="store_true")
+    args = p.parse_args()
+    args.checkpoints = [int(c) for c in args.checkpoints.split(",")]
+    workdir = tempfile.mkdtemp(prefix="muster-recycle-")
+    try:
+        result = {
+            "workers": args.workers,
+            "max_requests": args.max_requests,
+            "preload": args.preload,
+            "gunicorn": run_gunicorn(args, workdir),
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
