@@ -48,8 +48,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long quick-stopping workers get before SIGKILL.
 const QUICK_STOP: Duration = Duration::from_secs(1);
 
-/// Runs the server until it is stopped: prepares the multiprocess directory, binds the
-/// listeners, forks the workers and supervises them. Returns `ExitCode::SUCCESS` after
+/// Runs the server until it is stopped: binds the listeners, takes over the multiprocess
+/// directory, forks the workers and supervises them. Returns `ExitCode::SUCCESS` after
 /// SIGTERM, SIGINT or SIGQUIT, and an error when startup fails or workers keep dying
 /// before becoming ready.
 ///
@@ -65,17 +65,7 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
     // a mistake there is a configuration error, not a surprise at the first scrape.
     let web = load_web_config(&config)?;
 
-    // The directory next: before any worker or collector exists.
-    let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
-    let dir_path = dir.path().to_path_buf();
-    // Single-threaded here (checked above), so setting the environment is sound.
-    std::env::set_var("PROMETHEUS_MULTIPROC_DIR", &dir_path);
-    muster_store::configure(dir_path.clone());
-    muster_store::set_process_id("supervisor")
-        .map_err(|e| ServerError::MultiprocDir(format!("process id: {e}")))?;
-    info!(dir = %dir_path.display(), "multiprocess directory ready");
-
-    // Listeners before any fork.
+    // Listeners first: before any fork, and before the directory is touched.
     let app_listeners = match listeners::from_systemd()? {
         Some(l) => {
             info!(
@@ -105,6 +95,18 @@ pub fn run<A: AppFactory>(config: Config, mut app: A) -> Result<ExitCode, Server
         }
         None => None,
     };
+
+    // The directory after the listeners (a second server on the same port stops
+    // there) and before any worker or collector exists: taken over (locked) before
+    // anything in it is cleared, refused if another server or live writers use it.
+    let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
+    let dir_path = dir.path().to_path_buf();
+    // Single-threaded here (checked above), so setting the environment is sound.
+    std::env::set_var("PROMETHEUS_MULTIPROC_DIR", &dir_path);
+    muster_store::configure(dir_path.clone());
+    muster_store::set_process_id("supervisor")
+        .map_err(|e| ServerError::MultiprocDir(format!("process id: {e}")))?;
+    info!(dir = %dir_path.display(), "multiprocess directory ready");
 
     let ctx = ServerContext {
         multiproc_dir: dir_path.clone(),
