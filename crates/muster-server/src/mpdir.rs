@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use muster_store::DirLock;
+use muster_store::{DirLock, StoreError};
 
 use crate::ServerError;
 
@@ -42,9 +42,13 @@ impl MultiprocDir {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        // The store's errors name the directory.
-        let lock = muster_store::prepare_dir(&path)
-            .map_err(|e| ServerError::MultiprocDir(e.to_string()))?;
+        let lock = muster_store::prepare_dir(&path).map_err(|e| {
+            ServerError::MultiprocDir(match e {
+                StoreError::Dir { path, reason } => format!("{}: {reason}", path.display()),
+                // Names the directory itself.
+                other => other.to_string(),
+            })
+        })?;
         Ok(MultiprocDir {
             path,
             _lock: lock,

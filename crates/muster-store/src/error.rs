@@ -51,7 +51,7 @@ pub enum StoreError {
     Released(PathBuf),
     /// Another live process uses the directory: a muster server, or writers
     /// (Python's or muster's) whose files are in it. Nothing in it was touched.
-    #[error("multiprocess directory {path} is in use by {holder}; nothing in it was touched: stop that process first, or give this server its own directory")]
+    #[error("{path} is in use by {holder}; nothing in it was touched: stop that process first, or give this server its own directory")]
     DirInUse {
         /// The directory.
         path: PathBuf,

@@ -5,22 +5,22 @@
 //!
 //! Soundness: a [`crate::ValueCell`] caches a raw address into a store's
 //! mapping. A store never unmaps a file while it lives: a file it stops
-//! writing (after `configure`, `set_process_id`, or in a child after `fork`)
-//! is *retired*: its descriptor is closed, which releases the file's lock, but
-//! its mapping is kept until the store itself is dropped, and a cell keeps its
-//! store alive. The default store lives as long as the process. So a thread
-//! that still holds an old address writes into mapped memory, never into a
-//! hole. A retired file costs 1 GiB of address space (not memory: only pages
-//! the file already used stay resident, and they are the page cache's) plus
-//! its key index in the heap, per reconfiguration and file kind in use.
+//! writing (after `configure` or `set_process_id`) is *retired*: unlocked and
+//! closed, so the next writer can take it, but its mapping is kept until the
+//! store itself is dropped, and a cell keeps its store alive. The default
+//! store lives as long as the process. So a thread that still holds an old
+//! address writes into mapped memory (still the old file), never into a hole.
+//! A retired file costs 1 GiB of address space (not memory: only pages the
+//! file already used stay resident, and they are the page cache's) plus its
+//! key index in the heap, per reconfiguration and file kind in use.
 //!
 //! Fork safety: every store registers itself, and a `pthread_atfork` prepare
 //! handler takes the registry's, every store's and every current file's lock
 //! before `fork`; both sides release them after. So a child of a
 //! multi-threaded parent never inherits a lock held by a thread it does not
-//! have. In the child the inherited descriptors are closed (the parent keeps
-//! its locks) and the epoch advances, so cells resolve again into the child's
-//! own files.
+//! have. In the child the parent's files are let go of without unlocking them
+//! (the parent keeps its locks; see `writer::ForkHold`) and the epoch moves,
+//! so cells resolve again into files of the child's own id.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,7 +196,8 @@ impl Store {
     }
 
     /// Writes into `dir` from now on. Cells resolve again, once, into the
-    /// new files; the old ones are closed (see the module docs).
+    /// new files; the old ones are unlocked and closed, and stay mapped (see
+    /// the module docs).
     pub fn configure(&self, dir: impl Into<PathBuf>) {
         self.reconfigure(|state| state.source = DirSource::Path(dir.into()));
     }

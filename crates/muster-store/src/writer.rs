@@ -329,6 +329,11 @@ impl FileWriter {
     /// Gives up the file: unlocks and closes it, so another writer may take
     /// it. The mapping stays, so value pointers handed out stay valid (and
     /// still address the file); new entries are refused.
+    ///
+    /// The lock belongs to the open file, which a forked child shares: a
+    /// child must not release a writer it inherited (it would unlock the
+    /// parent's file). Writers of a [`crate::Store`] are let go of in the
+    /// child without unlocking.
     pub fn release(&self) {
         if let Some(file) = lock(&self.state).file.take() {
             // Explicitly: the mapping holds the open file, so closing the
