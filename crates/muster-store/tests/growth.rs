@@ -4,16 +4,16 @@
 //! writes back a byte in every block) it rewrites live bytes that other
 //! threads are updating through the mapping.
 //!
-//! A forked child installs a seccomp filter that fails every `fallocate`
+//! A forked child (the filter stays with it) installs a seccomp filter that fails every `fallocate`
 //! starting at offset 0 except a new file's first 64 KiB, then writes enough
 //! entries to double its file twice.
+
+mod support;
 
 use muster_store::format::{HEADER_SIZE, INITIAL_FILE_SIZE};
 use muster_store::reader::{entries, MappedFile};
 use muster_store::writer::FileWriter;
 use muster_store::{encode_key, write_errors};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E;
@@ -128,20 +128,9 @@ fn grow(dir: &std::path::Path) -> i32 {
 #[test]
 fn growth_reserves_only_the_new_range() {
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: the child runs this test's code and leaves with _exit.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let code = grow(dir.path());
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            let status = waitpid(child, None).unwrap();
-            assert_eq!(
-                status,
-                WaitStatus::Exited(child, 0),
-                "exit codes: 10 seccomp unavailable, 11 open failed, 12 growth failed \
-                 (it asked to reserve from offset 0), 13-14 the file is not what was written"
-            );
-        }
-    }
+    support::assert_child_exits_zero(
+        || grow(dir.path()),
+        "10 seccomp unavailable, 11 open failed, 12 growth failed (it asked to reserve \
+         from offset 0), 13-14 the file is not what was written",
+    );
 }

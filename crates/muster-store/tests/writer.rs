@@ -2,6 +2,8 @@
 //! Python expects them, survive a new process adopting the file, and a
 //! forked child writes only to its own files.
 
+mod support;
+
 use std::path::Path;
 
 use muster_store::format::HEADER_SIZE;
@@ -200,25 +202,14 @@ fn a_second_writer_of_a_file_is_refused() {
     };
     refused(FileWriter::open(&path).err());
 
-    // SAFETY: the child only opens a file and exits with _exit.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            let code = match FileWriter::open(&path) {
-                Err(StoreError::FileLocked { .. }) => 0,
-                Err(_) => 2,
-                Ok(_) => 1,
-            };
-            unsafe { libc::_exit(code) };
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(
-                status,
-                nix::sys::wait::WaitStatus::Exited(child, 0),
-                "in another process: 1 = it was given the file, 2 = another error"
-            );
-        }
-    }
+    support::assert_child_exits_zero(
+        || match FileWriter::open(&path) {
+            Err(StoreError::FileLocked { .. }) => 0,
+            Err(_) => 2,
+            Ok(_) => 1,
+        },
+        "in another process: 1 = it was given the file, 2 = another error",
+    );
     add(&first, &key, 1.0);
     assert_eq!(read_all(&path), vec![(key.clone(), 2.0)]);
 
