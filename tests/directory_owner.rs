@@ -153,6 +153,10 @@ fn a_second_server_on_the_same_directory_is_refused_and_the_first_keeps_its_coun
     }
     start_walks(addr, 3);
     assert_eq!(walks_started(&scrape(addr)), 8.0);
+
+    // Readers take no lock: a one-shot scrape of the held directory works.
+    let text = String::from_utf8(muster_scrape(&dir, "text")).expect("UTF-8");
+    assert!(text.contains("walks_started_total 8.0"), "{text}");
     first.assert_running();
 }
 
