@@ -502,19 +502,21 @@ proptest! {
 fn bucket_bounds_are_merged_by_value_not_spelling() {
     let dir = tempfile::tempdir().unwrap();
     let help = "h";
-    let mut writers = Vec::new();
+    // One writer per file (a second one would be refused).
+    let mut writers = BTreeMap::new();
     for (id, le, v) in [
         ("w0", "1.0", 1.0),
         ("w1", "1", 2.0),
         ("w1", "+Inf", 4.0),
         ("w0", "1e1", 8.0),
     ] {
-        let w = FileWriter::open(&dir.path().join(FileKind::Histogram.file_name(id))).unwrap();
+        let w = writers.entry(id).or_insert_with(|| {
+            FileWriter::open(&dir.path().join(FileKind::Histogram.file_name(id))).unwrap()
+        });
         let key = encode_key("h", "h_bucket", &[("le", le)], help);
         let ptr = w.value_ptr(&key).unwrap();
         // SAFETY: the value word of an entry of `w`, which outlives the store.
         unsafe { (*ptr).store(f64::to_bits(v), Ordering::Release) };
-        writers.push(w);
     }
     let set = Collector::new(dir.path()).collect().unwrap();
     let got: Vec<(String, Option<String>, f64)> = set

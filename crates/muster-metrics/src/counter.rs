@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use muster_store::{FileKind, ValueCell};
+use muster_store::{FileKind, Store, ValueCell};
 
 use crate::desc::{Desc, MetricError};
 use crate::family::{Family, LabelSet, Member};
@@ -12,24 +12,48 @@ use crate::family::{Family, LabelSet, Member};
 pub struct Counter(Arc<ValueCell>);
 
 impl Counter {
-    /// A counter without labels. A trailing `_total` in `name` is dropped
-    /// from the family name, as Python does.
+    /// A counter without labels, in the default store. A trailing `_total`
+    /// in `name` is dropped from the family name, as Python does.
     pub fn new(name: &str, help: &str) -> Result<Counter, MetricError> {
-        let desc = Arc::new(desc(name, help, &[])?);
+        Counter::new_in(Store::global(), name, help)
+    }
+
+    /// A counter without labels, in `store`.
+    pub fn new_in(store: &Store, name: &str, help: &str) -> Result<Counter, MetricError> {
+        let desc = Arc::new(desc(store, name, help, &[])?);
         Ok(Counter::build(&desc, &(), &[]))
     }
 
-    /// A family of counters with these label names.
+    /// A family of counters with these label names, in the default store.
     pub fn family(name: &str, help: &str, labels: &[&str]) -> Result<Family<Counter>, MetricError> {
-        Ok(Family::new(desc(name, help, labels)?, ()))
+        Counter::family_in(Store::global(), name, help, labels)
     }
 
-    /// A family of counters labelled by the type `L`.
+    /// A family of counters with these label names, in `store`.
+    pub fn family_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<Family<Counter>, MetricError> {
+        Ok(Family::new(desc(store, name, help, labels)?, ()))
+    }
+
+    /// A family of counters labelled by the type `L`, in the default store.
     pub fn typed_family<L: LabelSet>(
         name: &str,
         help: &str,
     ) -> Result<Family<Counter, L>, MetricError> {
-        Ok(Family::new(desc(name, help, L::NAMES)?, ()))
+        Counter::typed_family_in(Store::global(), name, help)
+    }
+
+    /// A family of counters labelled by the type `L`, in `store`.
+    pub fn typed_family_in<L: LabelSet>(
+        store: &Store,
+        name: &str,
+        help: &str,
+    ) -> Result<Family<Counter, L>, MetricError> {
+        Ok(Family::new(desc(store, name, help, L::NAMES)?, ()))
     }
 
     /// Adds 1.
@@ -53,16 +77,16 @@ impl Counter {
     }
 }
 
-fn desc(name: &str, help: &str, labels: &[&str]) -> Result<Desc, MetricError> {
+fn desc(store: &Store, name: &str, help: &str, labels: &[&str]) -> Result<Desc, MetricError> {
     let family = name.strip_suffix("_total").unwrap_or(name);
-    Desc::new(family, help, labels, &[], FileKind::Counter)
+    Desc::new(store, family, help, labels, &[], FileKind::Counter)
 }
 
 impl Member for Counter {
     type Config = ();
 
     fn build(desc: &Arc<Desc>, _: &(), values: &[&str]) -> Counter {
-        let cell = ValueCell::new(desc.kind, desc.key("_total", values, None));
+        let cell = desc.cell(desc.key("_total", values, None));
         cell.touch();
         Counter(Arc::new(cell))
     }

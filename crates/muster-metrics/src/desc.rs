@@ -1,6 +1,6 @@
 //! Names, help and label names of a metric, validated once at creation.
 
-use muster_store::{encode_key, FileKind};
+use muster_store::{encode_key, FileKind, Store, ValueCell};
 
 /// Why a metric cannot be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +32,8 @@ pub enum MetricError {
     },
 }
 
-/// What every value of a metric shares: names, help, label names, file kind.
+/// What every value of a metric shares: names, help, label names, file kind
+/// and the store its values go to.
 /// (Public only because [`crate::Member`] names it; not reachable outside.)
 #[derive(Debug)]
 pub struct Desc {
@@ -40,10 +41,12 @@ pub struct Desc {
     pub(crate) help: String,
     pub(crate) label_names: Box<[String]>,
     pub(crate) kind: FileKind,
+    pub(crate) store: Store,
 }
 
 impl Desc {
     pub fn new(
+        store: &Store,
         family: &str,
         help: &str,
         label_names: &[&str],
@@ -65,6 +68,7 @@ impl Desc {
             help: help.to_owned(),
             label_names: label_names.iter().map(|s| (*s).to_owned()).collect(),
             kind,
+            store: store.clone(),
         })
     }
 
@@ -84,6 +88,11 @@ impl Desc {
             &labels,
             &self.help,
         )
+    }
+
+    /// A cell of this metric's store and file kind for `key`.
+    pub(crate) fn cell(&self, key: String) -> ValueCell {
+        ValueCell::new_in(&self.store, self.kind, key)
     }
 }
 
@@ -120,27 +129,28 @@ mod tests {
 
     #[test]
     fn validates_names() {
+        let s = Store::global();
         let k = FileKind::Counter;
-        assert!(Desc::new("http_requests", "h", &["method", "_x"], &[], k).is_ok());
-        assert!(Desc::new("a:b_c9", "h", &[], &[], k).is_ok());
+        assert!(Desc::new(s, "http_requests", "h", &["method", "_x"], &[], k).is_ok());
+        assert!(Desc::new(s, "a:b_c9", "h", &[], &[], k).is_ok());
         for bad in ["", "9abc", "a-b", "a b", "é"] {
             assert_eq!(
-                Desc::new(bad, "h", &[], &[], k).unwrap_err(),
+                Desc::new(s, bad, "h", &[], &[], k).unwrap_err(),
                 MetricError::InvalidName(bad.into())
             );
         }
         for bad in ["", "__x", "a:b", "1a", "a-b"] {
             assert_eq!(
-                Desc::new("m", "h", &[bad], &[], k).unwrap_err(),
+                Desc::new(s, "m", "h", &[bad], &[], k).unwrap_err(),
                 MetricError::InvalidLabel(bad.into())
             );
         }
         assert_eq!(
-            Desc::new("m", "h", &["le"], &["le"], k).unwrap_err(),
+            Desc::new(s, "m", "h", &["le"], &["le"], k).unwrap_err(),
             MetricError::ReservedLabel("le".into())
         );
         assert_eq!(
-            Desc::new("m", "h", &["a", "a"], &[], k).unwrap_err(),
+            Desc::new(s, "m", "h", &["a", "a"], &[], k).unwrap_err(),
             MetricError::DuplicateLabel("a".into())
         );
     }

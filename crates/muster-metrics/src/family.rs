@@ -82,6 +82,8 @@ struct Inner<M: Member> {
     children: RwLock<Children<M>>,
     limit: AtomicUsize,
     overflow: OnceLock<Box<M>>,
+    /// `muster_label_sets_dropped_total{family="<this family>"}`, in its store.
+    dropped: OnceLock<Counter>,
     warned_count: AtomicBool,
 }
 
@@ -110,6 +112,7 @@ impl<M: Member, L> Family<M, L> {
                 children: RwLock::new(HashMap::with_hasher(foldhash::fast::FixedState::default())),
                 limit: AtomicUsize::new(DEFAULT_LIMIT.load(Ordering::Relaxed)),
                 overflow: OnceLock::new(),
+                dropped: OnceLock::new(),
                 warned_count: AtomicBool::new(false),
             }),
             _labels: PhantomData,
@@ -203,8 +206,9 @@ impl<M: Member, L> Family<M, L> {
     }
 
     fn overflow(&self) -> &M {
-        dropped_label_sets()
-            .with_label_values(&[&self.inner.desc.family])
+        self.inner
+            .dropped
+            .get_or_init(|| dropped_label_sets(&self.inner.desc))
             .inc();
         self.inner.overflow.get_or_init(|| {
             tracing::warn!(
@@ -254,18 +258,17 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// `muster_label_sets_dropped_total{family}`: label sets sent to overflow series.
-pub fn dropped_label_sets() -> &'static Family<Counter> {
-    static DROPPED: OnceLock<Family<Counter>> = OnceLock::new();
-    DROPPED.get_or_init(|| {
-        Counter::family(
-            "muster_label_sets_dropped",
-            "Label sets that exceeded their family's limit and went to the overflow series.",
-            &["family"],
-        )
-        .expect("a valid built-in metric")
-        .with_label_set_limit(usize::MAX)
-    })
+/// `muster_label_sets_dropped_total{family}` for the family `desc` describes,
+/// in its store: label sets sent to its overflow series.
+fn dropped_label_sets(desc: &Desc) -> Counter {
+    let counter = Counter::family_in(
+        &desc.store,
+        "muster_label_sets_dropped",
+        "Label sets that exceeded their family's limit and went to the overflow series.",
+        &["family"],
+    )
+    .expect("a valid built-in metric");
+    counter.with_label_values(&[&desc.family]).clone()
 }
 
 #[cfg(test)]

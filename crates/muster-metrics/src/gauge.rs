@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use muster_store::{FileKind, GaugeMode, ValueCell};
+use muster_store::{FileKind, GaugeMode, Store, ValueCell};
 
 use crate::desc::{Desc, MetricError};
 use crate::family::{Family, LabelSet, Member};
@@ -21,29 +21,60 @@ pub struct Gauge {
 }
 
 impl Gauge {
-    /// A gauge without labels.
+    /// A gauge without labels, in the default store.
     pub fn new(name: &str, help: &str, mode: GaugeMode) -> Result<Gauge, MetricError> {
-        let desc = Arc::new(desc(name, help, &[], mode)?);
+        Gauge::new_in(Store::global(), name, help, mode)
+    }
+
+    /// A gauge without labels, in `store`.
+    pub fn new_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        mode: GaugeMode,
+    ) -> Result<Gauge, MetricError> {
+        let desc = Arc::new(desc(store, name, help, &[], mode)?);
         Ok(Gauge::build(&desc, &(), &[]))
     }
 
-    /// A family of gauges with these label names.
+    /// A family of gauges with these label names, in the default store.
     pub fn family(
         name: &str,
         help: &str,
         labels: &[&str],
         mode: GaugeMode,
     ) -> Result<Family<Gauge>, MetricError> {
-        Ok(Family::new(desc(name, help, labels, mode)?, ()))
+        Gauge::family_in(Store::global(), name, help, labels, mode)
     }
 
-    /// A family of gauges labelled by the type `L`.
+    /// A family of gauges with these label names, in `store`.
+    pub fn family_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        mode: GaugeMode,
+    ) -> Result<Family<Gauge>, MetricError> {
+        Ok(Family::new(desc(store, name, help, labels, mode)?, ()))
+    }
+
+    /// A family of gauges labelled by the type `L`, in the default store.
     pub fn typed_family<L: LabelSet>(
         name: &str,
         help: &str,
         mode: GaugeMode,
     ) -> Result<Family<Gauge, L>, MetricError> {
-        Ok(Family::new(desc(name, help, L::NAMES, mode)?, ()))
+        Gauge::typed_family_in(Store::global(), name, help, mode)
+    }
+
+    /// A family of gauges labelled by the type `L`, in `store`.
+    pub fn typed_family_in<L: LabelSet>(
+        store: &Store,
+        name: &str,
+        help: &str,
+        mode: GaugeMode,
+    ) -> Result<Family<Gauge, L>, MetricError> {
+        Ok(Family::new(desc(store, name, help, L::NAMES, mode)?, ()))
     }
 
     /// Sets the value (and, in the most-recent modes, its timestamp).
@@ -97,8 +128,14 @@ impl Gauge {
     }
 }
 
-fn desc(name: &str, help: &str, labels: &[&str], mode: GaugeMode) -> Result<Desc, MetricError> {
-    Desc::new(name, help, labels, &[], FileKind::Gauge(mode))
+fn desc(
+    store: &Store,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    mode: GaugeMode,
+) -> Result<Desc, MetricError> {
+    Desc::new(store, name, help, labels, &[], FileKind::Gauge(mode))
 }
 
 fn now() -> f64 {
@@ -111,7 +148,7 @@ impl Member for Gauge {
     type Config = ();
 
     fn build(desc: &Arc<Desc>, _: &(), values: &[&str]) -> Gauge {
-        let cell = ValueCell::new(desc.kind, desc.key("", values, None));
+        let cell = desc.cell(desc.key("", values, None));
         cell.touch();
         let most_recent = matches!(
             desc.kind,

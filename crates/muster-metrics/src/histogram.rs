@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use muster_store::{float_to_go_string, FileKind, ValueCell};
+use muster_store::{float_to_go_string, FileKind, Store, ValueCell};
 
 use crate::desc::{Desc, MetricError};
 use crate::family::{Family, LabelSet, Member};
@@ -41,31 +41,62 @@ struct HistogramCells {
 }
 
 impl Histogram {
-    /// A histogram without labels. `buckets` are upper bounds in increasing
-    /// order; `+Inf` is added if missing.
+    /// A histogram without labels, in the default store. `buckets` are upper
+    /// bounds in increasing order; `+Inf` is added if missing.
     pub fn new(name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, MetricError> {
-        let (desc, bounds) = histogram_desc(name, help, &[], buckets)?;
+        Histogram::new_in(Store::global(), name, help, buckets)
+    }
+
+    /// A histogram without labels, in `store`.
+    pub fn new_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Histogram, MetricError> {
+        let (desc, bounds) = histogram_desc(store, name, help, &[], buckets)?;
         Ok(Histogram::build(&Arc::new(desc), &bounds, &[]))
     }
 
-    /// A family of histograms with these label names.
+    /// A family of histograms with these label names, in the default store.
     pub fn family(
         name: &str,
         help: &str,
         labels: &[&str],
         buckets: &[f64],
     ) -> Result<Family<Histogram>, MetricError> {
-        let (desc, bounds) = histogram_desc(name, help, labels, buckets)?;
+        Histogram::family_in(Store::global(), name, help, labels, buckets)
+    }
+
+    /// A family of histograms with these label names, in `store`.
+    pub fn family_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<Family<Histogram>, MetricError> {
+        let (desc, bounds) = histogram_desc(store, name, help, labels, buckets)?;
         Ok(Family::new(desc, bounds))
     }
 
-    /// A family of histograms labelled by the type `L`.
+    /// A family of histograms labelled by the type `L`, in the default store.
     pub fn typed_family<L: LabelSet>(
         name: &str,
         help: &str,
         buckets: &[f64],
     ) -> Result<Family<Histogram, L>, MetricError> {
-        let (desc, bounds) = histogram_desc(name, help, L::NAMES, buckets)?;
+        Histogram::typed_family_in(Store::global(), name, help, buckets)
+    }
+
+    /// A family of histograms labelled by the type `L`, in `store`.
+    pub fn typed_family_in<L: LabelSet>(
+        store: &Store,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Family<Histogram, L>, MetricError> {
+        let (desc, bounds) = histogram_desc(store, name, help, L::NAMES, buckets)?;
         Ok(Family::new(desc, bounds))
     }
 
@@ -94,6 +125,7 @@ impl Histogram {
 
 /// The description and checked bounds of a histogram (`le` is reserved).
 fn histogram_desc(
+    store: &Store,
     name: &str,
     help: &str,
     labels: &[&str],
@@ -101,7 +133,7 @@ fn histogram_desc(
 ) -> Result<(Desc, Arc<[f64]>), MetricError> {
     let bounds = bounds(buckets)?;
     Ok((
-        Desc::new(name, help, labels, &["le"], FileKind::Histogram)?,
+        Desc::new(store, name, help, labels, &["le"], FileKind::Histogram)?,
         bounds,
     ))
 }
@@ -130,10 +162,10 @@ impl Member for Histogram {
             .iter()
             .map(|b| {
                 let le = float_to_go_string(*b);
-                ValueCell::new(desc.kind, desc.key("_bucket", values, Some(("le", &le))))
+                desc.cell(desc.key("_bucket", values, Some(("le", &le))))
             })
             .collect();
-        let sum = ValueCell::new(desc.kind, desc.key("_sum", values, None));
+        let sum = desc.cell(desc.key("_sum", values, None));
         buckets.iter().for_each(ValueCell::touch);
         sum.touch();
         Histogram(Arc::new(HistogramCells {
@@ -149,23 +181,47 @@ impl Member for Histogram {
 pub struct Summary(Arc<[ValueCell; 2]>);
 
 impl Summary {
-    /// A summary without labels.
+    /// A summary without labels, in the default store.
     pub fn new(name: &str, help: &str) -> Result<Summary, MetricError> {
-        let desc = Arc::new(summary_desc(name, help, &[])?);
+        Summary::new_in(Store::global(), name, help)
+    }
+
+    /// A summary without labels, in `store`.
+    pub fn new_in(store: &Store, name: &str, help: &str) -> Result<Summary, MetricError> {
+        let desc = Arc::new(summary_desc(store, name, help, &[])?);
         Ok(Summary::build(&desc, &(), &[]))
     }
 
-    /// A family of summaries with these label names.
+    /// A family of summaries with these label names, in the default store.
     pub fn family(name: &str, help: &str, labels: &[&str]) -> Result<Family<Summary>, MetricError> {
-        Ok(Family::new(summary_desc(name, help, labels)?, ()))
+        Summary::family_in(Store::global(), name, help, labels)
     }
 
-    /// A family of summaries labelled by the type `L`.
+    /// A family of summaries with these label names, in `store`.
+    pub fn family_in(
+        store: &Store,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<Family<Summary>, MetricError> {
+        Ok(Family::new(summary_desc(store, name, help, labels)?, ()))
+    }
+
+    /// A family of summaries labelled by the type `L`, in the default store.
     pub fn typed_family<L: LabelSet>(
         name: &str,
         help: &str,
     ) -> Result<Family<Summary, L>, MetricError> {
-        Ok(Family::new(summary_desc(name, help, L::NAMES)?, ()))
+        Summary::typed_family_in(Store::global(), name, help)
+    }
+
+    /// A family of summaries labelled by the type `L`, in `store`.
+    pub fn typed_family_in<L: LabelSet>(
+        store: &Store,
+        name: &str,
+        help: &str,
+    ) -> Result<Family<Summary, L>, MetricError> {
+        Ok(Family::new(summary_desc(store, name, help, L::NAMES)?, ()))
     }
 
     /// Records one observation.
@@ -187,8 +243,13 @@ impl Summary {
 }
 
 /// The description of a summary (`quantile` is reserved).
-fn summary_desc(name: &str, help: &str, labels: &[&str]) -> Result<Desc, MetricError> {
-    Desc::new(name, help, labels, &["quantile"], FileKind::Summary)
+fn summary_desc(
+    store: &Store,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<Desc, MetricError> {
+    Desc::new(store, name, help, labels, &["quantile"], FileKind::Summary)
 }
 
 impl Member for Summary {
@@ -196,8 +257,8 @@ impl Member for Summary {
 
     fn build(desc: &Arc<Desc>, _: &(), values: &[&str]) -> Summary {
         let cells = [
-            ValueCell::new(desc.kind, desc.key("_count", values, None)),
-            ValueCell::new(desc.kind, desc.key("_sum", values, None)),
+            desc.cell(desc.key("_count", values, None)),
+            desc.cell(desc.key("_sum", values, None)),
         ];
         cells.iter().for_each(ValueCell::touch);
         Summary(Arc::new(cells))

@@ -7,6 +7,11 @@
 //! mapped memory; a scrape in any process sees it at once. Metrics may be
 //! created before `fork`: each child writes into its own files.
 //!
+//! Every constructor has an `_in` twin taking a [`Store`] (a directory and a
+//! process id); the plain ones use the process default, [`Store::global`].
+//! Metrics of different stores are independent, e.g. tests running in
+//! parallel in one process, each with its own directory.
+//!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
 //! muster_store::configure(dir.path());
@@ -27,9 +32,9 @@ mod histogram;
 pub use counter::Counter;
 pub use desc::MetricError;
 pub use family::{
-    dropped_label_sets, set_default_label_set_limit, DynamicLabels, Family, LabelSet, Member,
-    DEFAULT_LABEL_SET_LIMIT, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL_VALUE,
+    set_default_label_set_limit, DynamicLabels, Family, LabelSet, Member, DEFAULT_LABEL_SET_LIMIT,
+    MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL_VALUE,
 };
 pub use gauge::Gauge;
 pub use histogram::{Histogram, Summary, DEFAULT_BUCKETS};
-pub use muster_store::GaugeMode;
+pub use muster_store::{GaugeMode, Store};

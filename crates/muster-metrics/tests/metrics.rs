@@ -2,7 +2,7 @@
 
 use muster_collect_free::scrape;
 use muster_metrics::{
-    Counter, Gauge, GaugeMode, Histogram, LabelSet, Summary, OVERFLOW_LABEL_VALUE,
+    Counter, Gauge, GaugeMode, Histogram, LabelSet, Store, Summary, OVERFLOW_LABEL_VALUE,
 };
 
 /// A tiny reader of this process's files, so this crate's tests do not
@@ -56,16 +56,17 @@ fn value(dir: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> Option<f
     sample(dir, name, labels).map(|(v, _)| v)
 }
 
-fn setup() -> tempfile::TempDir {
+/// A directory and a store of its own, so tests run in parallel threads.
+fn setup() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    muster_store::configure(dir.path());
-    dir
+    let store = Store::new(dir.path());
+    (dir, store)
 }
 
 #[test]
 fn every_type_writes_what_python_writes() {
-    let dir = setup();
-    let c = Counter::new("walks_started_total", "walks").unwrap();
+    let (dir, s) = setup();
+    let c = Counter::new_in(&s, "walks_started_total", "walks").unwrap();
     assert_eq!(
         value(dir.path(), "walks_started_total", &[]),
         Some(0.0),
@@ -77,14 +78,14 @@ fn every_type_writes_what_python_writes() {
     c.inc_by(f64::NAN);
     assert_eq!(value(dir.path(), "walks_started_total", &[]), Some(3.5));
 
-    let g = Gauge::new("temp", "t", GaugeMode::MostRecent).unwrap();
+    let g = Gauge::new_in(&s, "temp", "t", GaugeMode::MostRecent).unwrap();
     g.set(7.0);
     // In a most-recent mode `set` writes the timestamp as well.
     let (v, t) = sample(dir.path(), "temp", &[]).unwrap();
     assert_eq!(v, 7.0);
     assert!(t > 0.0, "timestamp {t}");
 
-    let h = Histogram::new("dist", "d", &[0.0, 50.0, 1e6]).unwrap();
+    let h = Histogram::new_in(&s, "dist", "d", &[0.0, 50.0, 1e6]).unwrap();
     h.observe(0.0);
     h.observe(30.0);
     h.observe(2e6);
@@ -100,17 +101,17 @@ fn every_type_writes_what_python_writes() {
     assert_eq!(h.count(), 3.0);
     assert!(h.sum().is_nan());
 
-    let s = Summary::new("size", "s").unwrap();
-    s.observe(3.0);
-    s.observe(4.0);
+    let summary = Summary::new_in(&s, "size", "s").unwrap();
+    summary.observe(3.0);
+    summary.observe(4.0);
     assert_eq!(value(dir.path(), "size_count", &[]), Some(2.0));
     assert_eq!(value(dir.path(), "size_sum", &[]), Some(7.0));
 }
 
 #[test]
 fn most_recent_gauge_keeps_every_add_from_every_thread() {
-    let dir = setup();
-    let g = Gauge::new("recent", "r", GaugeMode::MostRecent).unwrap();
+    let (dir, s) = setup();
+    let g = Gauge::new_in(&s, "recent", "r", GaugeMode::MostRecent).unwrap();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
@@ -127,8 +128,8 @@ fn most_recent_gauge_keeps_every_add_from_every_thread() {
 
 #[test]
 fn families_bound_their_label_sets() {
-    let dir = setup();
-    let f = Counter::family("hits", "h", &["path"])
+    let (dir, s) = setup();
+    let f = Counter::family_in(&s, "hits", "h", &["path"])
         .unwrap()
         .with_label_set_limit(3);
     for i in 0..10 {
@@ -157,8 +158,8 @@ fn families_bound_their_label_sets() {
 
 #[test]
 fn long_label_values_are_cut_and_wrong_counts_never_panic() {
-    let dir = setup();
-    let f = Counter::family("req", "r", &["a", "b"]).unwrap();
+    let (dir, s) = setup();
+    let f = Counter::family_in(&s, "req", "r", &["a", "b"]).unwrap();
     let huge = "x".repeat(1 << 20);
     f.with_label_values(&[&huge, "y"]).inc();
     let cut = "x".repeat(muster_metrics::MAX_LABEL_VALUE_BYTES);
@@ -196,8 +197,9 @@ impl LabelSet for Route<'_> {
 
 #[test]
 fn typed_label_sets() {
-    let dir = setup();
-    let f = Histogram::typed_family::<Route>("lat", "l", &muster_metrics::DEFAULT_BUCKETS).unwrap();
+    let (dir, s) = setup();
+    let f = Histogram::typed_family_in::<Route>(&s, "lat", "l", &muster_metrics::DEFAULT_BUCKETS)
+        .unwrap();
     f.get(&Route {
         method: "GET",
         route: "/w/{id}",
@@ -223,10 +225,10 @@ fn typed_label_sets() {
 
 #[test]
 fn invalid_definitions_are_errors() {
-    let _dir = setup();
-    assert!(Counter::new("bad-name", "x").is_err());
-    assert!(Histogram::family("h", "x", &["le"], &[1.0]).is_err());
-    assert!(Summary::family("s", "x", &["quantile"]).is_err());
-    assert!(Histogram::new("h2", "x", &[2.0, 1.0]).is_err());
-    assert!(Gauge::family("g", "x", &["a", "a"], GaugeMode::All).is_err());
+    let (_dir, s) = setup();
+    assert!(Counter::new_in(&s, "bad-name", "x").is_err());
+    assert!(Histogram::family_in(&s, "h", "x", &["le"], &[1.0]).is_err());
+    assert!(Summary::family_in(&s, "s", "x", &["quantile"]).is_err());
+    assert!(Histogram::new_in(&s, "h2", "x", &[2.0, 1.0]).is_err());
+    assert!(Gauge::family_in(&s, "g", "x", &["a", "a"], GaugeMode::All).is_err());
 }

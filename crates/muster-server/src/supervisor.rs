@@ -137,7 +137,7 @@ impl<A: AppFactory> WorkerProgram for ForkedApp<A> {
     }
 }
 
-/// Runs the server until it is stopped: binds the listeners, prepares the multiprocess
+/// Runs the server until it is stopped: binds the listeners, takes over the multiprocess
 /// directory, forks the workers and supervises them. Returns `ExitCode::SUCCESS` after
 /// SIGTERM, SIGINT or SIGQUIT, and an error when startup fails, when workers keep
 /// dying before becoming ready, or when forking became unsafe (a hook left a thread
@@ -195,7 +195,9 @@ pub fn supervise<P: WorkerProgram>(
             .collect::<Vec<_>>(),
     )?;
 
-    // The directory next: before any worker or collector exists.
+    // The directory after the listeners (a second server on the same port stops
+    // there) and before any worker or collector exists: taken over (locked) before
+    // anything in it is cleared, refused if another server or live writers use it.
     let dir = MultiprocDir::prepare(config.multiproc_dir.as_deref())?;
     let dir_path = dir.path().to_path_buf();
     // Single-threaded here (checked above), so setting the environment is sound.

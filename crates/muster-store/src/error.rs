@@ -37,6 +37,27 @@ pub enum StoreError {
     /// A file in the way is not a regular file (a symlink, a directory, ...).
     #[error("{0} is not a regular file; refusing to write through it")]
     NotRegular(PathBuf),
+    /// Another writer holds the file: in another process (the same id twice,
+    /// or a second server on one directory) or in another store of this one.
+    #[error("metric file {path} already has a writer, {holder}; a file has one writer: give each process its own id and each server its own directory")]
+    FileLocked {
+        /// The file.
+        path: PathBuf,
+        /// Who holds it, as far as `/proc/locks` tells.
+        holder: String,
+    },
+    /// The writer gave the file up ([`crate::writer::FileWriter::release`]).
+    #[error("metric file {0} was released by this writer; it takes no new entries")]
+    Released(PathBuf),
+    /// Another live process uses the directory: a muster server, or writers
+    /// (Python's or muster's) whose files are in it. Nothing in it was touched.
+    #[error("{path} is in use by {holder}; nothing in it was touched: stop that process first, or give this server its own directory")]
+    DirInUse {
+        /// The directory.
+        path: PathBuf,
+        /// Who uses it and how.
+        holder: String,
+    },
     /// A process id that would make an unparsable file name.
     #[error("invalid process id {0:?}: use 1-64 characters from [A-Za-z0-9-]")]
     BadId(String),

@@ -279,17 +279,19 @@ impl MappedFile {
             .map_or(0.0, |[v]| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
-    /// Loads the value and timestamp at `value_pos` (from a [`RawEntry`]).
+    /// Loads the value and timestamp at `value_pos` (from a [`RawEntry`]) as
+    /// one pair: never a new value with an old timestamp or the reverse
+    /// (muster's writer publishes them together, see `pair`).
     ///
     /// `value_pos` must come from this file's entries, which guarantees it is
     /// 8-byte aligned and within the mapping; anything else reads as 0.
     pub fn load(&self, value_pos: usize) -> (f64, f64) {
-        self.words(value_pos).map_or((0.0, 0.0), |[v, t]| {
-            (
-                f64::from_bits(v.load(Ordering::Relaxed)),
-                f64::from_bits(t.load(Ordering::Relaxed)),
-            )
-        })
+        let alive = || {
+            let id = crate::procfs::FileId::new(self.dev, self.ino);
+            crate::procfs::flock_holder(id).is_some()
+        };
+        self.words(value_pos)
+            .map_or((0.0, 0.0), |words| crate::pair::load(words, alive))
     }
 }
 

@@ -5,13 +5,13 @@
 //! vanishes with the child whatever happens. This needs root (as CI has):
 //! without it the test fails and says so, it is never skipped.
 
+mod support;
+
 use muster_store::format::HEADER_SIZE;
 use muster_store::reader::{entries, MappedFile};
 use muster_store::{encode_key, FileKind, ValueCell};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 
 /// Runs in the child; returns the exit code (0 = all checks passed).
 fn fill_tmpfs(dir: &std::path::Path) -> i32 {
@@ -102,19 +102,9 @@ fn a_full_tmpfs_is_an_error_not_a_crash() {
         "this test mounts a small tmpfs and needs root; run the suite as root (scripts/test does in CI)"
     );
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: the child runs only this test's code and exits with _exit.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let code = fill_tmpfs(dir.path());
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            let status = waitpid(child, None).unwrap();
-            assert_eq!(
-                status,
-                WaitStatus::Exited(child, 0),
-                "exit codes: 10 mount failed, 11 no write error, 12 update lost, 13-15 file damaged, 16-17 a failed new file left something behind; a signal means a crash"
-            );
-        }
-    }
+    support::assert_child_exits_zero(
+        || fill_tmpfs(dir.path()),
+        "10 mount failed, 11 no write error, 12 update lost, 13-15 file damaged, \
+         16-17 a failed new file left something behind",
+    );
 }

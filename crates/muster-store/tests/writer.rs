@@ -2,12 +2,14 @@
 //! Python expects them, survive a new process adopting the file, and a
 //! forked child writes only to its own files.
 
+mod support;
+
 use std::path::Path;
 
 use muster_store::format::HEADER_SIZE;
 use muster_store::reader::{entries, MappedFile};
 use muster_store::writer::FileWriter;
-use muster_store::{encode_key, FileKind, Key, ValueCell};
+use muster_store::{encode_key, FileKind, Key, Store, StoreError, ValueCell};
 
 /// (key, value) of every entry in `path`.
 fn read_all(path: &Path) -> Vec<(String, f64)> {
@@ -125,8 +127,9 @@ fn symlinks_are_not_written_through() {
 #[test]
 fn a_forked_child_writes_to_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
-    muster_store::configure(dir.path());
-    let cell = ValueCell::new(
+    let store = Store::new(dir.path());
+    let cell = ValueCell::new_in(
+        &store,
         FileKind::Counter,
         encode_key("forks", "forks_total", &[], ""),
     );
@@ -158,9 +161,10 @@ fn a_forked_child_writes_to_its_own_file() {
 #[test]
 fn a_process_id_names_the_files_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
-    muster_store::configure(dir.path());
-    muster_store::set_process_id("w7").unwrap();
-    let cell = ValueCell::new(
+    let store = Store::new(dir.path());
+    store.set_process_id("w7").unwrap();
+    let cell = ValueCell::new_in(
+        &store,
         FileKind::Gauge(muster_store::GaugeMode::LiveSum),
         encode_key("g", "g", &[], ""),
     );
@@ -170,6 +174,152 @@ fn a_process_id_names_the_files_and_is_validated() {
     muster_store::remove_live_gauge_files(dir.path(), "w7").unwrap();
     assert!(!file.exists());
     for bad in ["", "a_b", "../x", "w 1", "x.db"] {
-        assert!(muster_store::set_process_id(bad).is_err(), "{bad:?}");
+        assert!(store.set_process_id(bad).is_err(), "{bad:?}");
     }
+}
+
+/// One writer per file: a second writer of the same file, in this process or
+/// in another one (a second server on the directory, two processes with one
+/// id), is refused with an error naming the file; the first keeps writing.
+#[test]
+fn a_second_writer_of_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter_w0.db");
+    let key = encode_key("c", "c_total", &[], "");
+    let first = FileWriter::open(&path).unwrap();
+    add(&first, &key, 1.0);
+
+    let refused = |err: Option<StoreError>| match err {
+        Some(e @ StoreError::FileLocked { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(
+                text.contains(&format!("pid {}", std::process::id())),
+                "the holder is named: {text}"
+            );
+        }
+        other => panic!("a second writer of one file must be refused, got {other:?}"),
+    };
+    refused(FileWriter::open(&path).err());
+
+    support::assert_child_exits_zero(
+        || match FileWriter::open(&path) {
+            Err(StoreError::FileLocked { .. }) => 0,
+            Err(_) => 2,
+            Ok(_) => 1,
+        },
+        "in another process: 1 = it was given the file, 2 = another error",
+    );
+    add(&first, &key, 1.0);
+    assert_eq!(read_all(&path), vec![(key.clone(), 2.0)]);
+
+    // Once the first writer is gone the file is free, and its values continue.
+    drop(first);
+    let second = FileWriter::open(&path).unwrap();
+    add(&second, &key, 1.0);
+    assert_eq!(read_all(&path), vec![(key, 3.0)]);
+}
+
+/// A second store of this process with the same directory and id cannot
+/// take the first one's files: its values stay in memory, counted as write
+/// errors, and the file keeps only the first store's values.
+#[test]
+fn a_second_store_with_the_same_id_keeps_its_values_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = encode_key("c", "c_total", &[], "");
+    let stores = [Store::new(dir.path()), Store::new(dir.path())];
+    for s in &stores {
+        s.set_process_id("w0").unwrap();
+    }
+    let cells = stores
+        .each_ref()
+        .map(|s| ValueCell::new_in(s, FileKind::Counter, key.clone()));
+    cells[0].add(1.0);
+    cells[1].add(5.0);
+    assert_eq!(stores[0].write_errors(), 0);
+    assert_eq!(stores[1].write_errors(), 1);
+    assert_eq!((cells[0].get(), cells[1].get()), (1.0, 5.0));
+    assert_eq!(
+        read_all(&dir.path().join("counter_w0.db")),
+        vec![(key, 1.0)]
+    );
+}
+
+/// Stores are independent: threads of one process, each with its own
+/// directory and id, write their own files in parallel.
+#[test]
+fn stores_in_parallel_threads_write_their_own_files() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let key = encode_key("c", "c_total", &[], "");
+    std::thread::scope(|s| {
+        for (i, dir) in dirs.iter().enumerate() {
+            let key = key.clone();
+            s.spawn(move || {
+                let store = Store::new(dir.path());
+                store.set_process_id(&format!("t{i}")).unwrap();
+                let cell = ValueCell::new_in(&store, FileKind::Counter, key);
+                for _ in 0..=i * 1000 {
+                    cell.add(1.0);
+                }
+            });
+        }
+    });
+    for (i, dir) in dirs.iter().enumerate() {
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("counter_t{i}.db")]);
+        let file = dir.path().join(&names[0]);
+        assert_eq!(read_all(&file), vec![(key.clone(), (i * 1000 + 1) as f64)]);
+    }
+}
+
+/// A most-recent gauge's value and timestamp are read as one pair, never a
+/// new value with an old timestamp or the reverse, while a thread rewrites
+/// them as fast as it can.
+#[test]
+fn value_and_timestamp_are_read_as_one_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let cell = ValueCell::new_in(
+        &store,
+        FileKind::Gauge(muster_store::GaugeMode::MostRecent),
+        encode_key("g", "g", &[], ""),
+    );
+    cell.set_with_timestamp(0.0, 0.0);
+    let path = dir
+        .path()
+        .join(format!("gauge_mostrecent_{}.db", std::process::id()));
+    let map = MappedFile::open(&path).unwrap();
+    let pos = entries(map.bytes(), HEADER_SIZE, map.used().unwrap())
+        .next()
+        .unwrap()
+        .unwrap()
+        .value_pos;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let torn = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut torn = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (value, timestamp) = map.load(pos);
+                if value != timestamp {
+                    torn.push((value, timestamp));
+                }
+            }
+            torn
+        });
+        for i in 1..=2_000_000 {
+            cell.set_with_timestamp(i as f64, i as f64);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(
+        torn.is_empty(),
+        "{} torn pairs (value, timestamp), e.g. {:?}",
+        torn.len(),
+        &torn[..torn.len().min(5)]
+    );
+    assert_eq!(map.load(pos), (2e6, 2e6));
 }
