@@ -14,8 +14,10 @@
 //! ```
 
 mod encode;
+mod listing;
 mod merge;
 mod model;
+mod names;
 mod parse;
 pub mod push;
 mod registry;

@@ -5,10 +5,24 @@
 //! remembers, per file, where each known entry's value is and which merged
 //! series it feeds. A scrape then parses only the entries appended since
 //! the last one and otherwise does one atomic load and one add per value.
-//! A key's JSON is parsed once per distinct key, not once per file.
+//! Keys are interned: a key's JSON is parsed once per distinct byte string,
+//! however many files hold it.
+//!
+//! Whatever the collector knows is a function of the directory as it is now,
+//! so a long-lived collector says what a fresh one says:
+//!
+//! - a family has the type and help of the first file (in sorted order)
+//!   that holds it, and a gauge family the mode of the last such gauge
+//!   file; when files appearing or vanishing change that, the merge state
+//!   is rebuilt from the files;
+//! - a file that could not be opened, and an entry that fed nothing (its key
+//!   did not parse, or its family has another type), are looked at again at
+//!   every scrape;
+//! - the state of files that are gone is dropped: once the entries released
+//!   outnumber the live ones, the state is rebuilt from the live files, so
+//!   memory follows what the directory holds, not what it ever held.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,11 +30,17 @@ use hashbrown::HashMap;
 use muster_store::reader::{entries, MappedFile, ReadError};
 use muster_store::{FileKind, FileName, GaugeMode, Key};
 
+use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::names::{escape_label_name, escape_metric_name};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
 type LabelPairs = Vec<(String, String)>;
+
+/// Released entries the state may hold before it is rebuilt, however few
+/// the live ones are.
+const PRUNE_MIN_ENTRIES: usize = 1024;
 
 /// Why a scrape could not run at all (bad files never cause this).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +82,16 @@ impl Op {
     }
 }
 
+/// The family type a file of `kind` holds.
+fn metric_kind(kind: FileKind) -> MetricKind {
+    match kind {
+        FileKind::Counter => MetricKind::Counter,
+        FileKind::Gauge(mode) => MetricKind::Gauge(mode),
+        FileKind::Histogram => MetricKind::Histogram,
+        FileKind::Summary => MetricKind::Summary,
+    }
+}
+
 /// Merged values, one slot per output series (or histogram bucket).
 #[derive(Default)]
 struct Accumulators {
@@ -83,16 +113,6 @@ impl Accumulators {
         self.seen.push(0);
         self.contributors.push(0);
         (self.op.len() - 1) as u32
-    }
-
-    /// Forgets what a file's entries fed into the merge (the file is gone,
-    /// or starts over).
-    fn release(&mut self, sums: &mut Vec<(u32, u32)>, others: &mut Vec<(u32, u32)>) {
-        for &(_, slot) in sums.iter() {
-            self.contributors[slot as usize] -= 1;
-        }
-        sums.clear();
-        others.clear();
     }
 
     fn is_sum(&self, slot: u32) -> bool {
@@ -161,21 +181,41 @@ enum Item {
 }
 
 struct Family {
+    /// The name as shown (escaped).
     name: Arc<str>,
     help: Arc<str>,
-    kind: MetricKind,
+    /// The type its series were made for; `None` until an entry feeds it.
+    kind: Option<MetricKind>,
     bucket_name: Arc<str>,
     count_name: Arc<str>,
+    sum_name: Arc<str>,
     items: Vec<Item>,
 }
 
-/// A distinct key, parsed.
+/// A distinct key, parsed; names as shown (escaped).
 struct KeyInfo {
     family: u32,
     sample: Arc<str>,
-    labels: Vec<(String, String)>,
-    /// The slot, when it does not depend on the process.
+    /// All labels, sorted by name.
+    labels: LabelPairs,
+    help: Arc<str>,
+    /// Where `le` is in `labels`.
+    le: Option<usize>,
+    /// Where `pid` is in `labels`.
+    pid: Option<usize>,
+    /// The slot, once known, when it does not depend on the process.
     slot: Option<u32>,
+}
+
+impl KeyInfo {
+    /// The labels without the one at `skip`.
+    fn labels_without(&self, skip: Option<usize>) -> LabelPairs {
+        let mut labels = self.labels.clone();
+        if let Some(i) = skip {
+            labels.remove(i);
+        }
+        labels
+    }
 }
 
 /// What we know of one file of the directory.
@@ -183,36 +223,65 @@ struct Tracked {
     ino: u64,
     name: Option<FileName>,
     map: Option<MappedFile>,
+    /// Why the file could not be opened; it is tried again at every scrape.
+    open_problem: Option<String>,
     /// Entries are parsed up to here (an entry boundary).
     parsed_upto: usize,
     /// (value offset, slot) of every entry that feeds a sum slot.
     sums: Vec<(u32, u32)>,
     /// (value offset, slot) of every other entry that feeds the merge.
     others: Vec<(u32, u32)>,
-    /// The file's process id, interned.
-    id: u32,
+    /// (entry offset, value offset) of entries that feed nothing (yet); they
+    /// are looked at again at every scrape.
+    unbound: Vec<(u32, u32)>,
+    /// The families of the file's entries, each with the key of its first
+    /// entry, in the order they first appear.
+    families: Vec<(u32, u32)>,
+    /// The file's process id, interned (valid for the current state).
+    pid: Option<u32>,
     /// What went wrong reading the file in the last scrape.
     read_problem: Option<String>,
-    /// Entries skipped for good because their key is bad.
+    /// Why entries fed nothing in the last scrape.
     key_problem: Option<String>,
     logged: bool,
 }
 
 impl Tracked {
     fn problem(&self) -> Option<&String> {
-        self.read_problem.as_ref().or(self.key_problem.as_ref())
+        self.open_problem
+            .as_ref()
+            .or(self.read_problem.as_ref())
+            .or(self.key_problem.as_ref())
+    }
+
+    /// Entries the state holds for this file.
+    fn entry_count(&self) -> usize {
+        self.sums.len() + self.others.len() + self.unbound.len()
+    }
+
+    /// Forgets everything parsed from the file (its bytes are read again).
+    fn forget_entries(&mut self) {
+        self.parsed_upto = muster_store::format::HEADER_SIZE;
+        self.sums.clear();
+        self.others.clear();
+        self.unbound.clear();
+        self.families.clear();
+        self.pid = None;
+        self.key_problem = None;
     }
 }
 
-/// Merges a multiprocess directory; keep one alive to scrape incrementally.
-pub struct Collector {
-    dir: PathBuf,
-    /// Known files, sorted by name.
-    files: Vec<(Box<OsStr>, Tracked)>,
-    keys: FastMap<Box<[u8]>, Result<u32, String>>,
-    key_info: Vec<KeyInfo>,
+/// Everything derived from the files' entries; rebuilt from the files when it
+/// must change in a way an update cannot express (see the module docs).
+#[derive(Default)]
+struct MergeState {
+    keys: FastMap<Box<[u8]>, u32>,
+    key_info: Vec<Result<KeyInfo, Arc<str>>>,
     families: Vec<Family>,
     family_index: FastMap<Arc<str>, u32>,
+    /// Types to give families when they are made: the resolution that made
+    /// the state be rebuilt.
+    preset: FastMap<Arc<str>, MetricKind>,
     series: Vec<Series>,
     /// (family, sample name, labels) to slot.
     series_index: FastMap<(u32, Arc<str>, LabelPairs), u32>,
@@ -222,6 +291,19 @@ pub struct Collector {
     per_process: FastMap<(u32, u32), u32>,
     ids: FastMap<Box<str>, u32>,
     accs: Accumulators,
+    /// Marks for [`MergeState::note_family`]: the pass that last noted each family.
+    family_mark: Vec<u64>,
+    mark: u64,
+    /// Entries of files released (gone, or started over) since the state was built.
+    released: usize,
+}
+
+/// Merges a multiprocess directory; keep one alive to scrape incrementally.
+pub struct Collector {
+    dir: PathBuf,
+    /// Known files, sorted by name.
+    files: Vec<(Box<OsStr>, Tracked)>,
+    state: MergeState,
     gen: u64,
     errors_total: u64,
     last_errors: Vec<(String, String)>,
@@ -233,17 +315,7 @@ impl Collector {
         Collector {
             dir: dir.into(),
             files: Vec::new(),
-            keys: FastMap::default(),
-            key_info: Vec::new(),
-            families: Vec::new(),
-            family_index: FastMap::default(),
-            series: Vec::new(),
-            series_index: FastMap::default(),
-            histograms: Vec::new(),
-            histogram_index: FastMap::default(),
-            per_process: FastMap::default(),
-            ids: FastMap::default(),
-            accs: Accumulators::default(),
+            state: MergeState::default(),
             gen: 0,
             errors_total: 0,
             last_errors: Vec::new(),
@@ -261,15 +333,16 @@ impl Collector {
         self.errors_total
     }
 
-    /// Adds `muster_scrape_errors_total`, this collector's count of skipped
-    /// bad files, to `set` (for a process that scrapes alone, such as the
-    /// exporter; workers of one server count into a shared counter instead).
+    /// Adds this collector's count of skipped bad files to
+    /// `muster_scrape_errors_total` in `set` (for a process that scrapes
+    /// alone, such as the exporter; workers of one server count into a shared
+    /// counter instead). When the directory already holds that family (the
+    /// files of a muster server do), the count is added to it: the family
+    /// appears once.
     pub fn append_own_metrics(&self, set: &mut MetricSet) {
-        set.push_simple(
+        set.add_to_counter(
             "muster_scrape_errors",
             "Times a scrape skipped a bad multiprocess file (or a bad part of one).",
-            MetricKind::Counter,
-            "muster_scrape_errors_total",
             self.errors_total as f64,
         );
     }
@@ -278,6 +351,12 @@ impl Collector {
     /// included.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// How many merged series this collector keeps state for, those of
+    /// files gone since included until it drops them.
+    pub fn tracked_series(&self) -> usize {
+        self.state.series.len()
     }
 
     /// The bad files of the last scrape: (file name, problem).
@@ -291,24 +370,39 @@ impl Collector {
     /// and counted in [`Collector::errors_total`]; only an unreadable
     /// directory is an error.
     pub fn collect(&mut self) -> Result<MetricSet, CollectError> {
-        self.sync_files()?;
+        let mut changed = self.sync_files()?;
+        let live: usize = self.files.iter().map(|(_, t)| t.entry_count()).sum();
+        if self.state.released > live.max(PRUNE_MIN_ENTRIES) {
+            let kinds = self.state.current_kinds();
+            self.rebuild(kinds);
+            changed = true;
+        }
+        changed |= self.advance_all();
+        if changed {
+            if let Some(resolved) = self.resolve() {
+                // A family's type or mode is not what its series were made
+                // for: make them again, from the files, with the right one.
+                self.rebuild(resolved);
+                self.advance_all();
+                self.resolve();
+            }
+        }
         self.gen += 1;
         self.last_errors.clear();
         let gen = self.gen;
         // Sum slots start from zero and are absent when no entry feeds them.
-        self.accs.value.fill(0.0);
-        let mut files = std::mem::take(&mut self.files);
-        for (name, tracked) in &mut files {
-            self.advance(tracked);
+        let accs = &mut self.state.accs;
+        accs.value.fill(0.0);
+        for (name, tracked) in &mut self.files {
             if let Some(map) = &tracked.map {
                 // Most entries: one load and one add, no branch.
-                let values = &mut self.accs.value;
+                let values = &mut accs.value;
                 for &(pos, slot) in &tracked.sums {
                     values[slot as usize] += map.load_value(pos as usize);
                 }
                 for &(pos, slot) in &tracked.others {
                     let (value, timestamp) = map.load(pos as usize);
-                    self.accs.combine(slot, gen, value, timestamp);
+                    accs.combine(slot, gen, value, timestamp);
                 }
             }
             if let Some(problem) = tracked.problem().cloned() {
@@ -321,104 +415,266 @@ impl Collector {
                 self.last_errors.push((file, problem));
             }
         }
-        self.files = files;
         Ok(self.snapshot())
     }
 
-    /// Brings the file table in line with the directory listing.
-    fn sync_files(&mut self) -> Result<(), CollectError> {
-        let dir_err = |source| CollectError::Dir {
+    /// Brings the file table in line with the directory listing; whether
+    /// files appeared, vanished or could be opened at last.
+    fn sync_files(&mut self) -> Result<bool, CollectError> {
+        let listing = list_metric_files(&self.dir).map_err(|source| CollectError::Dir {
             path: self.dir.clone(),
             source,
-        };
-        let listing = std::fs::read_dir(&self.dir).map_err(dir_err)?;
-        let mut present: Vec<(Box<OsStr>, u64)> = Vec::with_capacity(self.files.len());
-        for entry in listing {
-            let entry = entry.map_err(dir_err)?;
-            let name = entry.file_name();
-            let bytes = name.as_encoded_bytes();
-            if !bytes.ends_with(b".db") || bytes.starts_with(b".") {
-                continue;
-            }
-            present.push((name.into_boxed_os_str(), entry.ino()));
-        }
-        present.sort_unstable();
+        })?;
         // Both lists are sorted by name: keep a known file when its name and
         // inode are still listed, open the rest. (The open descriptor keeps
         // a deleted file's inode from being reused, so a replaced file always
         // shows a new inode.)
         let mut known = std::mem::take(&mut self.files).into_iter().peekable();
-        let mut files = Vec::with_capacity(present.len());
-        let mut gone = Vec::new();
-        for (name, ino) in present {
-            while let Some((_, old)) = known.next_if(|(k, _)| *k < name) {
-                gone.push(old);
+        let mut files = Vec::with_capacity(listing.len());
+        let mut changed = false;
+        for Listed { name, ino } in listing {
+            while let Some((_, mut old)) = known.next_if(|(k, _)| *k < name) {
+                self.state.release_entries(&mut old);
+                changed = true;
             }
             match known.next_if(|(k, t)| *k == name && t.ino == ino) {
-                Some(kept) => files.push(kept),
-                None => {
-                    if let Some(tracked) = self.open(&name, ino) {
-                        files.push((name, tracked));
+                Some((name, mut kept)) => {
+                    if kept.map.is_none() && kept.name.is_some() {
+                        // It could not be opened before: try again.
+                        changed |= self.open_into(&name, &mut kept);
                     }
+                    files.push((name, kept));
+                }
+                None => {
+                    let mut tracked = Tracked::new(ino, &name);
+                    if tracked.name.is_some()
+                        && !self.open_into(&name, &mut tracked)
+                        && std::fs::symlink_metadata(self.dir.join(&*name)).is_err()
+                    {
+                        continue; // vanished since the listing
+                    }
+                    files.push((name, tracked));
+                    changed = true;
                 }
             }
         }
-        gone.extend(known.map(|(_, old)| old));
-        for mut old in gone {
-            self.accs.release(&mut old.sums, &mut old.others);
+        for (_, mut old) in known {
+            self.state.release_entries(&mut old);
+            changed = true;
         }
         self.files = files;
-        Ok(())
+        Ok(changed)
     }
 
-    /// Opens a newly listed file; `None` if it vanished meanwhile.
-    fn open(&mut self, name: &OsStr, ino: u64) -> Option<Tracked> {
-        let mut tracked = Tracked {
+    /// Opens and maps `name` into `tracked`; whether it worked. A failure
+    /// is the file's problem until it works.
+    fn open_into(&self, name: &OsStr, tracked: &mut Tracked) -> bool {
+        match MappedFile::open(&self.dir.join(name)) {
+            Ok(map) => {
+                tracked.map = Some(map);
+                tracked.open_problem = None;
+                true
+            }
+            Err(ReadError::NotRegular) => {
+                tracked.open_problem =
+                    Some("not a regular file (a symlink or special file); not followed".into());
+                false
+            }
+            Err(e) => {
+                tracked.open_problem = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Parses what every file appended since the last scrape and looks at
+    /// entries that fed nothing again; whether a file holds a family it did
+    /// not hold before.
+    fn advance_all(&mut self) -> bool {
+        let mut grew = false;
+        for (_, tracked) in &mut self.files {
+            grew |= self.state.advance(tracked);
+        }
+        grew
+    }
+
+    /// Works out each family's type, mode and help from the files, in sorted
+    /// order (see the module docs), and sets the help. Returns the types of
+    /// every family if one differs from the type its series were made for.
+    fn resolve(&mut self) -> Option<FastMap<Arc<str>, MetricKind>> {
+        let state = &mut self.state;
+        let mut resolved: Vec<Option<(MetricKind, u32)>> = vec![None; state.families.len()];
+        for (_, tracked) in &self.files {
+            let Some(name) = &tracked.name else {
+                continue;
+            };
+            for &(family, key) in &tracked.families {
+                let slot = &mut resolved[family as usize];
+                match (*slot, name.kind) {
+                    (None, kind) => *slot = Some((metric_kind(kind), key)),
+                    (Some((MetricKind::Gauge(_), first)), FileKind::Gauge(mode)) => {
+                        *slot = Some((MetricKind::Gauge(mode), first))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut stale = false;
+        for (family, resolved) in state.families.iter_mut().zip(&resolved) {
+            let Some((kind, help_key)) = *resolved else {
+                continue;
+            };
+            if let Ok(info) = &state.key_info[help_key as usize] {
+                family.help = info.help.clone();
+            }
+            match family.kind {
+                Some(made) if made != kind => stale = true,
+                Some(_) => {}
+                None => family.kind = Some(kind),
+            }
+        }
+        stale.then(|| {
+            state
+                .families
+                .iter()
+                .zip(resolved)
+                .filter_map(|(f, r)| Some((f.name.clone(), r?.0)))
+                .collect()
+        })
+    }
+
+    /// Starts the state over (every file is parsed again at the next
+    /// [`Collector::advance_all`]), giving families the types in `preset`.
+    fn rebuild(&mut self, preset: FastMap<Arc<str>, MetricKind>) {
+        self.state = MergeState {
+            preset,
+            ..MergeState::default()
+        };
+        for (_, tracked) in &mut self.files {
+            tracked.forget_entries();
+        }
+    }
+
+    /// Builds the result from the slots this scrape set.
+    fn snapshot(&self) -> MetricSet {
+        let gen = self.gen;
+        let state = &self.state;
+        let mut families = Vec::with_capacity(state.families.len());
+        for family in &state.families {
+            let Some(kind) = family.kind else {
+                continue;
+            };
+            let mut samples = Vec::new();
+            for item in &family.items {
+                match *item {
+                    Item::Plain(slot) => {
+                        if let Some(value) = state.accs.present(slot, gen) {
+                            let series = &state.series[slot as usize];
+                            samples.push(Sample {
+                                name: series.sample.clone(),
+                                labels: series.labels.clone(),
+                                value,
+                            });
+                        }
+                    }
+                    Item::Histogram(h) => state.histogram_samples(
+                        family,
+                        &state.histograms[h as usize],
+                        gen,
+                        &mut samples,
+                    ),
+                }
+            }
+            if !samples.is_empty() {
+                families.push(MetricFamily {
+                    name: family.name.clone(),
+                    help: family.help.clone(),
+                    kind,
+                    samples,
+                });
+            }
+        }
+        MetricSet { families }
+    }
+}
+
+impl Tracked {
+    /// A newly listed file, not opened yet.
+    fn new(ino: u64, name: &OsStr) -> Tracked {
+        let parsed = name.to_str().and_then(FileName::parse);
+        let open_problem = parsed
+            .is_none()
+            .then(|| "not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".to_owned());
+        Tracked {
             ino,
-            name: None,
+            name: parsed,
             map: None,
+            open_problem,
             parsed_upto: muster_store::format::HEADER_SIZE,
             sums: Vec::new(),
             others: Vec::new(),
-            id: 0,
+            unbound: Vec::new(),
+            families: Vec::new(),
+            pid: None,
             read_problem: None,
             key_problem: None,
             logged: false,
-        };
-        let Some(parsed) = name.to_str().and_then(FileName::parse) else {
-            tracked.read_problem =
-                Some("not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".into());
-            return Some(tracked);
-        };
-        tracked.id = self.intern_id(&parsed.id);
-        tracked.name = Some(parsed);
-        match MappedFile::open(&self.dir.join(name)) {
-            Ok(map) => tracked.map = Some(map),
-            Err(ReadError::Io(_)) if !self.dir.join(name).exists() => return None,
-            Err(ReadError::NotRegular) => {
-                tracked.read_problem =
-                    Some("not a regular file (a symlink or special file); not followed".into())
-            }
-            Err(e) => tracked.read_problem = Some(e.to_string()),
         }
-        Some(tracked)
+    }
+}
+
+impl MergeState {
+    /// The type of every family that has one, by name.
+    fn current_kinds(&self) -> FastMap<Arc<str>, MetricKind> {
+        self.families
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), f.kind?)))
+            .collect()
     }
 
-    /// Parses the entries appended to `tracked` since the last scrape.
-    fn advance(&mut self, tracked: &mut Tracked) {
-        let Some(map) = tracked.map.as_mut() else {
-            return;
+    /// Forgets what a file's entries fed into the merge (the file is gone,
+    /// or starts over), counting them for pruning.
+    fn release_entries(&mut self, tracked: &mut Tracked) {
+        self.released += tracked.entry_count();
+        for &(_, slot) in &tracked.sums {
+            self.accs.contributors[slot as usize] -= 1;
+        }
+        tracked.forget_entries();
+    }
+
+    /// Parses the entries appended to `tracked` since the last scrape, after
+    /// looking again at those that fed nothing; whether the file holds a
+    /// family it did not hold before.
+    fn advance(&mut self, tracked: &mut Tracked) -> bool {
+        let Some(mut map) = tracked.map.take() else {
+            return false;
         };
-        let Some(name) = &tracked.name else {
-            return;
+        let grew = match tracked.name.take() {
+            Some(name) => {
+                let grew = self.advance_mapped(tracked, &mut map, &name);
+                tracked.name = Some(name);
+                grew
+            }
+            None => false,
         };
+        tracked.map = Some(map);
+        grew
+    }
+
+    /// [`MergeState::advance`] with the file's mapping and name taken out.
+    fn advance_mapped(
+        &mut self,
+        tracked: &mut Tracked,
+        map: &mut MappedFile,
+        name: &FileName,
+    ) -> bool {
         tracked.read_problem = None;
         let mut used = map.used();
         if used.is_err() {
             // The file may have grown since it was mapped (or been empty).
             if let Err(e) = map.remap() {
                 tracked.read_problem = Some(e.to_string());
-                return;
+                return false;
             }
             used = map.used();
         }
@@ -426,48 +682,162 @@ impl Collector {
             Ok(used) => used,
             Err(e) => {
                 tracked.read_problem = Some(e.to_string());
-                return;
+                return false;
             }
         };
         if used < tracked.parsed_upto {
             // Rewritten from scratch under the same inode: start over.
-            self.accs.release(&mut tracked.sums, &mut tracked.others);
-            tracked.key_problem = None;
-            tracked.parsed_upto = muster_store::format::HEADER_SIZE;
+            self.release_entries(tracked);
         }
-        if used == tracked.parsed_upto {
-            return;
+        if used == tracked.parsed_upto && tracked.unbound.is_empty() {
+            return false;
         }
-        let kind = name.kind;
-        let id = name.id.clone();
-        let mut bad_keys = 0usize;
-        let mut first_bad: Option<String> = None;
+        let file = FileContext {
+            kind: name.kind,
+            pid: match tracked.pid {
+                Some(pid) => pid,
+                None => *tracked.pid.insert(self.intern_id(&name.id)),
+            },
+            id: &name.id,
+        };
         let data = map.bytes();
-        for entry in entries(data, tracked.parsed_upto, used) {
-            match entry {
-                Ok(entry) => {
-                    tracked.parsed_upto = entry.end();
-                    match self.slot_for(entry.key, kind, tracked.id, &id) {
-                        Ok(slot) if self.accs.is_sum(slot) => {
-                            self.accs.contributors[slot as usize] += 1;
-                            tracked.sums.push((entry.value_pos as u32, slot));
-                        }
-                        Ok(slot) => tracked.others.push((entry.value_pos as u32, slot)),
-                        Err(reason) => {
-                            bad_keys += 1;
-                            first_bad.get_or_insert(reason);
-                        }
+        self.mark += 1;
+        for &(family, _) in &tracked.families {
+            self.mark_family(family);
+        }
+        let families_before = tracked.families.len();
+        let mut bad = Unbound {
+            sums_before: tracked.sums.len(),
+            ..Unbound::default()
+        };
+
+        // Entries that fed nothing at the last scrape: their key is read
+        // again (a repaired file) and bound again (a resolved conflict).
+        for (offset, value_pos) in std::mem::take(&mut tracked.unbound) {
+            let bound = match entries(data, offset as usize, used).next() {
+                Some(Ok(entry)) => self.bind_entry(entry.key, &file, &mut tracked.families),
+                _ => Err("entry no longer readable".into()),
+            };
+            bad.record(bound, offset, value_pos, tracked, &self.accs);
+        }
+
+        if used > tracked.parsed_upto {
+            tracked.sums.reserve((used - tracked.parsed_upto) / 128);
+            for entry in entries(data, tracked.parsed_upto, used) {
+                match entry {
+                    Ok(entry) => {
+                        tracked.parsed_upto = entry.end();
+                        let bound = self.bind_entry(entry.key, &file, &mut tracked.families);
+                        let (offset, value_pos) = (entry.offset as u32, entry.value_pos as u32);
+                        bad.record(bound, offset, value_pos, tracked, &self.accs);
                     }
-                }
-                Err(e) => {
-                    tracked.read_problem = Some(e.to_string());
-                    break;
+                    Err(e) => {
+                        tracked.read_problem = Some(e.to_string());
+                        break;
+                    }
                 }
             }
         }
-        if let Some(reason) = first_bad {
-            tracked.key_problem = Some(format!("{bad_keys} entries skipped: {reason}"));
+        for &(_, slot) in &tracked.sums[bad.sums_before..] {
+            self.accs.contributors[slot as usize] += 1;
         }
+        tracked.key_problem = bad
+            .first
+            .map(|reason| format!("{} entries skipped: {reason}", bad.count));
+        tracked.families.len() > families_before
+    }
+
+    /// Interns a key, notes its family among the file's `families` and finds
+    /// the slot it feeds.
+    fn bind_entry(
+        &mut self,
+        raw: &[u8],
+        file: &FileContext<'_>,
+        families: &mut Vec<(u32, u32)>,
+    ) -> Result<u32, Arc<str>> {
+        let key = self.intern_key(raw);
+        if let Ok(info) = &self.key_info[key as usize] {
+            let family = info.family;
+            if self.family_mark[family as usize] != self.mark {
+                self.mark_family(family);
+                families.push((family, key));
+            }
+        }
+        self.slot_for(key, file)
+    }
+
+    fn mark_family(&mut self, family: u32) {
+        self.family_mark[family as usize] = self.mark;
+    }
+
+    /// The number of a key's bytes, parsing them if they are new.
+    fn intern_key(&mut self, raw: &[u8]) -> u32 {
+        if let Some(&key) = self.keys.get(raw) {
+            return key;
+        }
+        let info = self.parse_key(raw);
+        self.key_info.push(info);
+        let key = (self.key_info.len() - 1) as u32;
+        self.keys.insert(raw.into(), key);
+        key
+    }
+
+    /// Parses a new key; names as shown (escaped), labels sorted.
+    fn parse_key(&mut self, raw: &[u8]) -> Result<KeyInfo, Arc<str>> {
+        let key = Key::parse(raw)
+            .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
+        if key.family.is_empty() || key.sample.is_empty() {
+            return Err("key has an empty metric or sample name".into());
+        }
+        let mut labels: LabelPairs = Vec::with_capacity(key.labels.len());
+        for (name, value) in key.labels {
+            let shown = escape_label_name(&name);
+            if shown.is_empty() {
+                return Err("key has an empty label name".into());
+            }
+            if shown != name.as_str() && labels.iter().any(|(n, _)| *n == shown) {
+                return Err(
+                    format!("labels {name:?} and {shown:?} are both shown as {shown:?}").into(),
+                );
+            }
+            labels.push((shown.into_owned(), value));
+        }
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(format!("two labels are shown as {:?}", pair[0].0).into());
+        }
+        let help: Arc<str> = key.help.into();
+        let family = self.family(&escape_metric_name(&key.family), &help);
+        Ok(KeyInfo {
+            family,
+            sample: escape_metric_name(&key.sample).into(),
+            le: labels.iter().position(|(n, _)| n == "le"),
+            pid: labels.iter().position(|(n, _)| n == "pid"),
+            labels,
+            help,
+            slot: None,
+        })
+    }
+
+    /// The family called `name` (as shown), made if it is new.
+    fn family(&mut self, name: &str, help: &Arc<str>) -> u32 {
+        if let Some(&f) = self.family_index.get(name) {
+            return f;
+        }
+        let name: Arc<str> = name.into();
+        self.families.push(Family {
+            bucket_name: format!("{name}_bucket").into(),
+            count_name: format!("{name}_count").into(),
+            sum_name: format!("{name}_sum").into(),
+            kind: None,
+            name: name.clone(),
+            help: help.clone(),
+            items: Vec::new(),
+        });
+        self.family_mark.push(0);
+        let index = (self.families.len() - 1) as u32;
+        self.family_index.insert(name, index);
+        index
     }
 
     /// The interned number of a process id.
@@ -480,132 +850,109 @@ impl Collector {
         n
     }
 
-    /// The slot an entry with this key feeds, in a file of `kind` from the
-    /// process `id` (interned as `id_num`).
-    fn slot_for(
-        &mut self,
-        raw: &[u8],
-        kind: FileKind,
-        id_num: u32,
-        id: &str,
-    ) -> Result<u32, String> {
-        let key = match self.keys.get(raw) {
-            Some(found) => found.clone()?,
-            None => {
-                let parsed = self.register_key(raw, kind);
-                self.keys.insert(raw.into(), parsed.clone());
-                parsed?
-            }
+    /// The slot an entry with key `key` feeds in `file`.
+    fn slot_for(&mut self, key: u32, file: &FileContext<'_>) -> Result<u32, Arc<str>> {
+        let info = match &self.key_info[key as usize] {
+            Ok(info) => info,
+            Err(reason) => return Err(reason.clone()),
         };
-        let info = &self.key_info[key as usize];
-        let family = &self.families[info.family as usize];
-        if family.kind.type_name() != kind.type_name() {
+        let family = &mut self.families[info.family as usize];
+        let fam_kind = *family.kind.get_or_insert_with(|| {
+            self.preset
+                .get(&family.name)
+                .copied()
+                .unwrap_or(metric_kind(file.kind))
+        });
+        if fam_kind.type_name() != file.kind.type_name() {
             return Err(format!(
                 "family {} is a {} but this file holds {} values",
                 family.name,
-                family.kind.type_name(),
-                kind.type_name()
-            ));
+                fam_kind.type_name(),
+                file.kind.type_name()
+            )
+            .into());
         }
         if let Some(slot) = info.slot {
             return Ok(slot);
         }
-        // A gauge that keeps one series per process: label it with the id.
-        if let Some(&slot) = self.per_process.get(&(key, id_num)) {
-            return Ok(slot);
+        let family = info.family;
+        let sample = info.sample.clone();
+        let slot = match fam_kind {
+            MetricKind::Histogram => match info.le {
+                Some(le) => {
+                    let text = &info.labels[le].1;
+                    let bound = parse_python_float(text)
+                        .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
+                    let labels = info.labels_without(Some(le));
+                    self.bucket_slot(family, labels, bound)
+                }
+                None => {
+                    let labels = info.labels.clone();
+                    self.histogram_sum_slot(family, sample, labels)?
+                }
+            },
+            MetricKind::Gauge(mode) if mode.is_per_process() => {
+                // One series per process, labelled with its id (which
+                // replaces a label of the same name, as in Python).
+                if let Some(&slot) = self.per_process.get(&(key, file.pid)) {
+                    return Ok(slot);
+                }
+                let mut labels = info.labels_without(info.pid);
+                labels.push(("pid".to_owned(), file.id.to_owned()));
+                let slot = self.plain_series(family, sample, labels);
+                self.per_process.insert((key, file.pid), slot);
+                return Ok(slot);
+            }
+            // Python drops `pid` from the gauges it merges across processes.
+            MetricKind::Gauge(_) => {
+                let labels = info.labels_without(info.pid);
+                self.plain_series(family, sample, labels)
+            }
+            MetricKind::Counter | MetricKind::Summary => {
+                let labels = info.labels.clone();
+                self.plain_series(family, sample, labels)
+            }
+        };
+        if let Ok(info) = &mut self.key_info[key as usize] {
+            info.slot = Some(slot);
         }
-        let mut labels = info.labels.clone();
-        labels.push(("pid".to_owned(), id.to_owned()));
-        let (family, sample) = (info.family, info.sample.clone());
-        let slot = self.plain_series(family, sample, labels);
-        self.per_process.insert((key, id_num), slot);
         Ok(slot)
     }
 
-    /// Parses a new key and creates what it needs (family, series, slot).
-    fn register_key(&mut self, raw: &[u8], kind: FileKind) -> Result<u32, String> {
-        let key = Key::parse(raw)
-            .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
-        let family = self.family(&key.family, &key.help, kind);
-        let fam_kind = self.families[family as usize].kind;
-        let sample: Arc<str> = key.sample.into();
-        let mut labels = key.labels;
-        let slot = match fam_kind {
-            MetricKind::Histogram => {
-                let le_pos = labels.iter().position(|(n, _)| n == "le");
-                if let Some(pos) = le_pos {
-                    let (_, text) = labels.remove(pos);
-                    let bound = parse_python_float(&text)
-                        .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
-                    Some(self.bucket_slot(family, labels.clone(), bound))
-                } else if *sample != *format!("{}_sum", key.family) {
-                    // Python and muster write only buckets and `_sum`; `_count`
-                    // comes from the buckets. Anything else is not added into `_sum`.
-                    return Err(format!(
-                        "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
-                    ));
-                } else {
-                    let h = self.histogram_series(family, labels.clone());
-                    let slot = match self.histograms[h as usize].sum {
-                        Some(slot) => slot,
-                        None => {
-                            let base = self.histograms[h as usize].base.clone();
-                            let slot = self.new_slot(Op::Sum, sample.clone(), base);
-                            self.histograms[h as usize].sum = Some(slot);
-                            slot
-                        }
-                    };
-                    Some(slot)
-                }
-            }
-            MetricKind::Gauge(mode) if mode.is_per_process() => None,
-            _ => Some(self.plain_series(family, sample.clone(), labels.clone())),
-        };
-        self.key_info.push(KeyInfo {
-            family,
-            sample,
-            labels,
-            slot,
-        });
-        Ok((self.key_info.len() - 1) as u32)
-    }
-
-    fn family(&mut self, name: &str, help: &str, kind: FileKind) -> u32 {
-        if let Some(&f) = self.family_index.get(name) {
-            return f;
-        }
-        let kind = match kind {
-            FileKind::Counter => MetricKind::Counter,
-            FileKind::Gauge(mode) => MetricKind::Gauge(mode),
-            FileKind::Histogram => MetricKind::Histogram,
-            FileKind::Summary => MetricKind::Summary,
-        };
-        let name: Arc<str> = name.into();
-        self.families.push(Family {
-            bucket_name: format!("{name}_bucket").into(),
-            count_name: format!("{name}_count").into(),
-            name: name.clone(),
-            help: help.into(),
-            kind,
-            items: Vec::new(),
-        });
-        let index = (self.families.len() - 1) as u32;
-        self.family_index.insert(name, index);
-        index
-    }
-
-    fn plain_series(
+    /// The `_sum` slot of a histogram entry without `le`.
+    fn histogram_sum_slot(
         &mut self,
         family: u32,
         sample: Arc<str>,
-        labels: Vec<(String, String)>,
-    ) -> u32 {
-        let index_key = (family, sample.clone(), labels);
+        labels: LabelPairs,
+    ) -> Result<u32, Arc<str>> {
+        if sample != self.families[family as usize].sum_name {
+            // Python and muster write only buckets and `_sum`; `_count`
+            // comes from the buckets. Anything else is not added into `_sum`.
+            return Err(format!(
+                "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
+            )
+            .into());
+        }
+        let h = self.histogram_series(family, labels);
+        if let Some(slot) = self.histograms[h as usize].sum {
+            return Ok(slot);
+        }
+        let base = self.histograms[h as usize].base.clone();
+        let slot = self.new_slot(Op::Sum, sample, base);
+        self.histograms[h as usize].sum = Some(slot);
+        Ok(slot)
+    }
+
+    fn plain_series(&mut self, family: u32, sample: Arc<str>, labels: LabelPairs) -> u32 {
+        let index_key = (family, sample, labels);
         if let Some(&slot) = self.series_index.get(&index_key) {
             return slot;
         }
-        let op = Op::for_kind(self.families[family as usize].kind);
-        let slot = self.new_slot(op, sample, Arc::new(Labels::new(index_key.2.clone())));
+        let kind = self.families[family as usize].kind;
+        let op = Op::for_kind(kind.expect("a family has a type before it has series"));
+        let labels = Arc::new(Labels::new(index_key.2.clone()));
+        let slot = self.new_slot(op, index_key.1.clone(), labels);
         self.families[family as usize].items.push(Item::Plain(slot));
         self.series_index.insert(index_key, slot);
         slot
@@ -617,7 +964,7 @@ impl Collector {
         self.accs.push(op)
     }
 
-    fn histogram_series(&mut self, family: u32, labels: Vec<(String, String)>) -> u32 {
+    fn histogram_series(&mut self, family: u32, labels: LabelPairs) -> u32 {
         let index_key = (family, labels);
         if let Some(&h) = self.histogram_index.get(&index_key) {
             return h;
@@ -635,7 +982,7 @@ impl Collector {
         h
     }
 
-    fn bucket_slot(&mut self, family: u32, labels: Vec<(String, String)>, bound: f64) -> u32 {
+    fn bucket_slot(&mut self, family: u32, labels: LabelPairs, bound: f64) -> u32 {
         let h = self.histogram_series(family, labels) as usize;
         let buckets = &self.histograms[h].buckets;
         let pos = buckets.partition_point(|(b, _, _)| *b < bound);
@@ -655,43 +1002,13 @@ impl Collector {
         slot
     }
 
-    /// Builds the result from the slots this scrape set.
-    fn snapshot(&self) -> MetricSet {
-        let gen = self.gen;
-        let mut families = Vec::with_capacity(self.families.len());
-        for family in &self.families {
-            let mut samples = Vec::new();
-            for item in &family.items {
-                match *item {
-                    Item::Plain(slot) => {
-                        if let Some(value) = self.accs.present(slot, gen) {
-                            let series = &self.series[slot as usize];
-                            samples.push(Sample {
-                                name: series.sample.clone(),
-                                labels: series.labels.clone(),
-                                value,
-                            });
-                        }
-                    }
-                    Item::Histogram(h) => {
-                        self.histogram_samples(family, &self.histograms[h as usize], &mut samples)
-                    }
-                }
-            }
-            if !samples.is_empty() {
-                families.push(MetricFamily {
-                    name: family.name.clone(),
-                    help: family.help.clone(),
-                    kind: family.kind,
-                    samples,
-                });
-            }
-        }
-        MetricSet { families }
-    }
-
-    fn histogram_samples(&self, family: &Family, h: &HistogramSeries, out: &mut Vec<Sample>) {
-        let gen = self.gen;
+    fn histogram_samples(
+        &self,
+        family: &Family,
+        h: &HistogramSeries,
+        gen: u64,
+        out: &mut Vec<Sample>,
+    ) {
         let mut cumulative = 0.0;
         let mut any = false;
         for (_, labels, slot) in &h.buckets {
@@ -719,6 +1036,46 @@ impl Collector {
                     labels: h.base.clone(),
                     value,
                 });
+            }
+        }
+    }
+}
+
+/// The file whose entries are being bound.
+struct FileContext<'a> {
+    kind: FileKind,
+    /// The process id, interned.
+    pid: u32,
+    /// The process id (the `pid` label of per-process gauges).
+    id: &'a str,
+}
+
+/// Entries of one file that fed nothing in this pass.
+#[derive(Default)]
+struct Unbound {
+    count: usize,
+    first: Option<Arc<str>>,
+    /// `sums` entries of the file before this pass (their slots are counted).
+    sums_before: usize,
+}
+
+impl Unbound {
+    /// Files the entry at `offset` where the result of binding it says.
+    fn record(
+        &mut self,
+        bound: Result<u32, Arc<str>>,
+        offset: u32,
+        value_pos: u32,
+        tracked: &mut Tracked,
+        accs: &Accumulators,
+    ) {
+        match bound {
+            Ok(slot) if accs.is_sum(slot) => tracked.sums.push((value_pos, slot)),
+            Ok(slot) => tracked.others.push((value_pos, slot)),
+            Err(reason) => {
+                self.count += 1;
+                self.first.get_or_insert(reason);
+                tracked.unbound.push((offset, value_pos));
             }
         }
     }

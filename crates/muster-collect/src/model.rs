@@ -86,15 +86,6 @@ pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
     }
 }
 
-/// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// One sample: a name, labels and a value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -166,6 +157,40 @@ impl MetricSet {
                 value,
             }],
         });
+    }
+}
+
+impl MetricSet {
+    /// Adds `value` to the unlabelled sample `<name>_total` of the counter
+    /// family `name`, making the sample or the family if the set has none:
+    /// a count a process keeps in memory joins the count the directory
+    /// already holds, and the family appears once. (If `name` is a family of
+    /// another type, the set is left as it is.)
+    pub fn add_to_counter(&mut self, name: &str, help: &str, value: f64) {
+        let sample = format!("{name}_total");
+        let Some(family) = self.families.iter_mut().find(|f| &*f.name == name) else {
+            self.push_simple(name, help, MetricKind::Counter, &sample, value);
+            return;
+        };
+        if family.kind != MetricKind::Counter {
+            tracing::warn!(
+                family = name,
+                "a family of this name but another type exists; not adding to it"
+            );
+            return;
+        }
+        match family
+            .samples
+            .iter_mut()
+            .find(|s| *s.name == *sample && s.labels.pairs().is_empty())
+        {
+            Some(s) => s.value += value,
+            None => family.samples.push(Sample {
+                name: sample.into(),
+                labels: Arc::new(Labels::new(Vec::new())),
+                value,
+            }),
+        }
     }
 }
 
