@@ -67,21 +67,15 @@ def without_type_conflicts(files, scratch):
     return out
 
 
-def main():
-    args = sys.argv[1:]
-    meta = "--meta" in args
-    args = [a for a in args if a != "--meta"]
-    if len(args) != 1:
-        sys.exit(__doc__)
-    files = sorted(glob.glob(os.path.join(args[0], "*.db")))
+def merged(path):
+    """(samples, families) of the merge of the directory `path`, as
+    canonical lines (see canonical.py)."""
+    files = sorted(glob.glob(os.path.join(path, "*.db")))
     with tempfile.TemporaryDirectory() as scratch:
         families = MultiProcessCollector.merge(without_type_conflicts(files, scratch))
-    lines = []
+    lines, meta = [], []
     for family in families:
-        name = escape_metric_name(family.name)
-        if meta:
-            lines.append(meta_line(name, family.type, family.documentation))
-            continue
+        meta.append(meta_line(escape_metric_name(family.name), family.type, family.documentation))
         samples = {}
         for s in family.samples:
             labels = {escape_label_name(k): v for k, v in s.labels.items()}
@@ -90,7 +84,17 @@ def main():
             samples[key] = s.value
         for (sample_name, labels), value in samples.items():
             lines.append(sample_line(sample_name, dict(labels), value))
-    dump_samples(lines, sys.stdout)
+    return lines, meta
+
+
+def main():
+    args = sys.argv[1:]
+    meta = "--meta" in args
+    args = [a for a in args if a != "--meta"]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    samples, families = merged(args[0])
+    dump_samples(families if meta else samples, sys.stdout)
 
 
 if __name__ == "__main__":
