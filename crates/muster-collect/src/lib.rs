@@ -21,6 +21,7 @@ mod names;
 mod parse;
 pub mod push;
 mod registry;
+mod scan;
 
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};

@@ -26,13 +26,16 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{HashMap, HashTable};
+use muster_store::format::value_offset;
 use muster_store::reader::{entries, MappedFile, ReadError};
-use muster_store::{FileKind, FileName, GaugeMode, Key};
+use muster_store::{FileKind, FileName, GaugeMode};
 
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
-use crate::names::{escape_label_name, escape_metric_name};
+use crate::scan::{parse_key, scan, FileScan, Job, ParsedKey};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
@@ -203,8 +206,6 @@ struct KeyInfo {
     le: Option<usize>,
     /// Where `pid` is in `labels`.
     pid: Option<usize>,
-    /// The slot, once known, when it does not depend on the process.
-    slot: Option<u32>,
 }
 
 impl KeyInfo {
@@ -225,8 +226,18 @@ struct Tracked {
     map: Option<MappedFile>,
     /// Why the file could not be opened; it is tried again at every scrape.
     open_problem: Option<String>,
+    /// The bytes in use at this scrape; `None` when the header cannot be read.
+    used: Option<usize>,
+    /// What went wrong reading the file in the last scrape.
+    read_problem: Option<String>,
+    parsed: Parsed,
+    logged: bool,
+}
+
+/// What the merge state holds of one file's entries.
+struct Parsed {
     /// Entries are parsed up to here (an entry boundary).
-    parsed_upto: usize,
+    upto: usize,
     /// (value offset, slot) of every entry that feeds a sum slot.
     sums: Vec<(u32, u32)>,
     /// (value offset, slot) of every other entry that feeds the merge.
@@ -239,35 +250,82 @@ struct Tracked {
     families: Vec<(u32, u32)>,
     /// The file's process id, interned (valid for the current state).
     pid: Option<u32>,
-    /// What went wrong reading the file in the last scrape.
-    read_problem: Option<String>,
     /// Why entries fed nothing in the last scrape.
     key_problem: Option<String>,
-    logged: bool,
 }
 
-impl Tracked {
-    fn problem(&self) -> Option<&String> {
-        self.open_problem
-            .as_ref()
-            .or(self.read_problem.as_ref())
-            .or(self.key_problem.as_ref())
+impl Parsed {
+    fn new() -> Parsed {
+        Parsed {
+            upto: muster_store::format::HEADER_SIZE,
+            sums: Vec::new(),
+            others: Vec::new(),
+            unbound: Vec::new(),
+            families: Vec::new(),
+            pid: None,
+            key_problem: None,
+        }
     }
 
     /// Entries the state holds for this file.
     fn entry_count(&self) -> usize {
         self.sums.len() + self.others.len() + self.unbound.len()
     }
+}
 
-    /// Forgets everything parsed from the file (its bytes are read again).
-    fn forget_entries(&mut self) {
-        self.parsed_upto = muster_store::format::HEADER_SIZE;
-        self.sums.clear();
-        self.others.clear();
-        self.unbound.clear();
-        self.families.clear();
-        self.pid = None;
-        self.key_problem = None;
+impl Tracked {
+    /// A newly listed file, not opened yet.
+    fn new(ino: u64, name: &OsStr) -> Tracked {
+        let parsed = name.to_str().and_then(FileName::parse);
+        let open_problem = parsed
+            .is_none()
+            .then(|| "not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".to_owned());
+        Tracked {
+            ino,
+            name: parsed,
+            map: None,
+            open_problem,
+            used: None,
+            read_problem: None,
+            parsed: Parsed::new(),
+            logged: false,
+        }
+    }
+
+    fn problem(&self) -> Option<&String> {
+        self.open_problem
+            .as_ref()
+            .or(self.read_problem.as_ref())
+            .or(self.parsed.key_problem.as_ref())
+    }
+
+    /// Reads the header (mapping the file again if it grew), so that the
+    /// mapping stays put while entries are read; a file rewritten from
+    /// scratch under the same inode starts over.
+    fn check_header(&mut self, state: &mut MergeState) {
+        self.used = None;
+        self.read_problem = None;
+        let Some(map) = &mut self.map else {
+            return;
+        };
+        let mut used = map.used();
+        if used.is_err() {
+            // The file may have grown since it was mapped (or been empty).
+            if let Err(e) = map.remap() {
+                self.read_problem = Some(e.to_string());
+                return;
+            }
+            used = map.used();
+        }
+        match used {
+            Ok(used) => {
+                if used < self.parsed.upto {
+                    state.release(&mut self.parsed);
+                }
+                self.used = Some(used);
+            }
+            Err(e) => self.read_problem = Some(e.to_string()),
+        }
     }
 }
 
@@ -275,8 +333,15 @@ impl Tracked {
 /// must change in a way an update cannot express (see the module docs).
 #[derive(Default)]
 struct MergeState {
-    keys: FastMap<Box<[u8]>, u32>,
+    /// Distinct keys (their numbers), by the hash of their bytes.
+    keys: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// By key number: its bytes and what they say.
+    key_raw: Vec<Box<[u8]>>,
     key_info: Vec<Result<KeyInfo, Arc<str>>>,
+    /// By key number, what the hot loop needs (12 bytes a key, so the table
+    /// stays in the CPU's cache).
+    key_bind: Vec<KeyBind>,
     families: Vec<Family>,
     family_index: FastMap<Arc<str>, u32>,
     /// Types to give families when they are made: the resolution that made
@@ -284,7 +349,7 @@ struct MergeState {
     preset: FastMap<Arc<str>, MetricKind>,
     series: Vec<Series>,
     /// (family, sample name, labels) to slot.
-    series_index: FastMap<(u32, Arc<str>, LabelPairs), u32>,
+    series_index: FastMap<(u32, Arc<str>, Arc<Labels>), u32>,
     histograms: Vec<HistogramSeries>,
     histogram_index: FastMap<(u32, LabelPairs), u32>,
     /// (key, interned process id) to slot, for per-process gauges.
@@ -371,40 +436,24 @@ impl Collector {
     /// directory is an error.
     pub fn collect(&mut self) -> Result<MetricSet, CollectError> {
         let mut changed = self.sync_files()?;
-        let live: usize = self.files.iter().map(|(_, t)| t.entry_count()).sum();
+        let live: usize = self.files.iter().map(|(_, t)| t.parsed.entry_count()).sum();
         if self.state.released > live.max(PRUNE_MIN_ENTRIES) {
             let kinds = self.state.current_kinds();
             self.rebuild(kinds);
             changed = true;
         }
-        changed |= self.advance_all();
+        changed |= self.merge_files();
         if changed {
             if let Some(resolved) = self.resolve() {
                 // A family's type or mode is not what its series were made
                 // for: make them again, from the files, with the right one.
                 self.rebuild(resolved);
-                self.advance_all();
+                self.merge_files();
                 self.resolve();
             }
         }
-        self.gen += 1;
         self.last_errors.clear();
-        let gen = self.gen;
-        // Sum slots start from zero and are absent when no entry feeds them.
-        let accs = &mut self.state.accs;
-        accs.value.fill(0.0);
         for (name, tracked) in &mut self.files {
-            if let Some(map) = &tracked.map {
-                // Most entries: one load and one add, no branch.
-                let values = &mut accs.value;
-                for &(pos, slot) in &tracked.sums {
-                    values[slot as usize] += map.load_value(pos as usize);
-                }
-                for &(pos, slot) in &tracked.others {
-                    let (value, timestamp) = map.load(pos as usize);
-                    accs.combine(slot, gen, value, timestamp);
-                }
-            }
             if let Some(problem) = tracked.problem().cloned() {
                 self.errors_total += 1;
                 let file = name.to_string_lossy().into_owned();
@@ -416,6 +465,95 @@ impl Collector {
             }
         }
         Ok(self.snapshot())
+    }
+
+    /// One pass over the files: reads the entries each appended since the
+    /// last scrape ([`crate::scan`], in several threads when there are many),
+    /// then, file by file in sorted order, merges the values of its known
+    /// entries, looks again at entries that fed nothing, and binds and merges
+    /// the new ones. Whether a file holds a family it did not hold before.
+    fn merge_files(&mut self) -> bool {
+        self.gen += 1;
+        let gen = self.gen;
+        let state = &mut self.state;
+        for (_, tracked) in &mut self.files {
+            tracked.check_header(state);
+        }
+        // Sum slots start from zero and are absent when no entry feeds them.
+        state.accs.value.fill(0.0);
+        // Each mapped file: its mapping, and its name and size if its header
+        // is sound (its entries so far count either way).
+        type Work<'a> = (
+            &'a MappedFile,
+            Option<(&'a FileName, usize)>,
+            &'a mut Parsed,
+        );
+        let mut work: Vec<Work<'_>> = self
+            .files
+            .iter_mut()
+            .filter_map(|(_, t)| {
+                let header = t.name.as_ref().zip(t.used);
+                Some((t.map.as_ref()?, header, &mut t.parsed))
+            })
+            .collect();
+        let jobs: Vec<Job<'_>> = work
+            .iter()
+            .filter_map(|(map, header, parsed)| {
+                let (_, used) = (*header)?;
+                (used > parsed.upto).then_some(Job {
+                    map,
+                    from: parsed.upto,
+                    to: used,
+                })
+            })
+            .collect();
+        let runs = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            scan(&jobs)
+        };
+        // Each run's key numbers, as this state numbers them; and the runs'
+        // results in file order.
+        let mut scans = Vec::with_capacity(jobs.len());
+        for (keys, results) in runs {
+            let numbers: Arc<[u32]> = keys
+                .raw
+                .iter()
+                .zip(keys.parsed)
+                .map(|(raw, parsed)| state.intern_parsed(raw, parsed))
+                .collect();
+            let raw = Arc::new(keys.raw);
+            scans.extend(
+                results
+                    .into_iter()
+                    .map(|r| (r, numbers.clone(), raw.clone())),
+            );
+        }
+        let mut scans = scans.into_iter();
+        let mut grew = false;
+        for (map, header, parsed) in &mut work {
+            // Entries bound before: one load and one add each, no branch.
+            let values = &mut state.accs.value;
+            for &(pos, slot) in &parsed.sums {
+                values[slot as usize] += map.load_value(pos as usize);
+            }
+            for &(pos, slot) in &parsed.others {
+                let (value, timestamp) = map.load(pos as usize);
+                state.accs.combine(slot, gen, value, timestamp);
+            }
+            let Some((name, used)) = *header else {
+                continue;
+            };
+            let scanned = if used > parsed.upto {
+                scans.next()
+            } else {
+                None
+            };
+            if scanned.is_some() || !parsed.unbound.is_empty() {
+                grew |= state.advance(map, name, used, scanned, parsed, gen);
+            }
+        }
+        grew
     }
 
     /// Brings the file table in line with the directory listing; whether
@@ -434,7 +572,7 @@ impl Collector {
         let mut changed = false;
         for Listed { name, ino } in listing {
             while let Some((_, mut old)) = known.next_if(|(k, _)| *k < name) {
-                self.state.release_entries(&mut old);
+                self.state.release(&mut old.parsed);
                 changed = true;
             }
             match known.next_if(|(k, t)| *k == name && t.ino == ino) {
@@ -459,7 +597,7 @@ impl Collector {
             }
         }
         for (_, mut old) in known {
-            self.state.release_entries(&mut old);
+            self.state.release(&mut old.parsed);
             changed = true;
         }
         self.files = files;
@@ -487,17 +625,6 @@ impl Collector {
         }
     }
 
-    /// Parses what every file appended since the last scrape and looks at
-    /// entries that fed nothing again; whether a file holds a family it did
-    /// not hold before.
-    fn advance_all(&mut self) -> bool {
-        let mut grew = false;
-        for (_, tracked) in &mut self.files {
-            grew |= self.state.advance(tracked);
-        }
-        grew
-    }
-
     /// Works out each family's type, mode and help from the files, in sorted
     /// order (see the module docs), and sets the help. Returns the types of
     /// every family if one differs from the type its series were made for.
@@ -508,7 +635,7 @@ impl Collector {
             let Some(name) = &tracked.name else {
                 continue;
             };
-            for &(family, key) in &tracked.families {
+            for &(family, key) in &tracked.parsed.families {
                 let slot = &mut resolved[family as usize];
                 match (*slot, name.kind) {
                     (None, kind) => *slot = Some((metric_kind(kind), key)),
@@ -544,14 +671,14 @@ impl Collector {
     }
 
     /// Starts the state over (every file is parsed again at the next
-    /// [`Collector::advance_all`]), giving families the types in `preset`.
+    /// [`Collector::merge_files`]), giving families the types in `preset`.
     fn rebuild(&mut self, preset: FastMap<Arc<str>, MetricKind>) {
         self.state = MergeState {
             preset,
             ..MergeState::default()
         };
         for (_, tracked) in &mut self.files {
-            tracked.forget_entries();
+            tracked.parsed = Parsed::new();
         }
     }
 
@@ -598,31 +725,6 @@ impl Collector {
     }
 }
 
-impl Tracked {
-    /// A newly listed file, not opened yet.
-    fn new(ino: u64, name: &OsStr) -> Tracked {
-        let parsed = name.to_str().and_then(FileName::parse);
-        let open_problem = parsed
-            .is_none()
-            .then(|| "not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".to_owned());
-        Tracked {
-            ino,
-            name: parsed,
-            map: None,
-            open_problem,
-            parsed_upto: muster_store::format::HEADER_SIZE,
-            sums: Vec::new(),
-            others: Vec::new(),
-            unbound: Vec::new(),
-            families: Vec::new(),
-            pid: None,
-            read_problem: None,
-            key_problem: None,
-            logged: false,
-        }
-    }
-}
-
 impl MergeState {
     /// The type of every family that has one, by name.
     fn current_kinds(&self) -> FastMap<Arc<str>, MetricKind> {
@@ -634,193 +736,185 @@ impl MergeState {
 
     /// Forgets what a file's entries fed into the merge (the file is gone,
     /// or starts over), counting them for pruning.
-    fn release_entries(&mut self, tracked: &mut Tracked) {
-        self.released += tracked.entry_count();
-        for &(_, slot) in &tracked.sums {
+    fn release(&mut self, parsed: &mut Parsed) {
+        self.released += parsed.entry_count();
+        for &(_, slot) in &parsed.sums {
             self.accs.contributors[slot as usize] -= 1;
         }
-        tracked.forget_entries();
+        *parsed = Parsed::new();
     }
 
-    /// Parses the entries appended to `tracked` since the last scrape, after
-    /// looking again at those that fed nothing; whether the file holds a
-    /// family it did not hold before.
-    fn advance(&mut self, tracked: &mut Tracked) -> bool {
-        let Some(mut map) = tracked.map.take() else {
-            return false;
-        };
-        let grew = match tracked.name.take() {
-            Some(name) => {
-                let grew = self.advance_mapped(tracked, &mut map, &name);
-                tracked.name = Some(name);
-                grew
-            }
-            None => false,
-        };
-        tracked.map = Some(map);
-        grew
-    }
-
-    /// [`MergeState::advance`] with the file's mapping and name taken out.
-    fn advance_mapped(
+    /// Binds and merges the new entries of `map` (named `name`, `used` bytes
+    /// in use) that `scanned` found, after looking again at the entries that
+    /// fed nothing; whether the file holds a family it did not hold before.
+    fn advance(
         &mut self,
-        tracked: &mut Tracked,
-        map: &mut MappedFile,
+        map: &MappedFile,
         name: &FileName,
+        used: usize,
+        scanned: Option<ScannedFile<'_>>,
+        parsed: &mut Parsed,
+        gen: u64,
     ) -> bool {
-        tracked.read_problem = None;
-        let mut used = map.used();
-        if used.is_err() {
-            // The file may have grown since it was mapped (or been empty).
-            if let Err(e) = map.remap() {
-                tracked.read_problem = Some(e.to_string());
-                return false;
-            }
-            used = map.used();
-        }
-        let used = match used {
-            Ok(used) => used,
-            Err(e) => {
-                tracked.read_problem = Some(e.to_string());
-                return false;
-            }
-        };
-        if used < tracked.parsed_upto {
-            // Rewritten from scratch under the same inode: start over.
-            self.release_entries(tracked);
-        }
-        if used == tracked.parsed_upto && tracked.unbound.is_empty() {
-            return false;
-        }
         let file = FileContext {
             kind: name.kind,
-            pid: match tracked.pid {
+            type_tag: type_tag(name.kind),
+            pid: match parsed.pid {
                 Some(pid) => pid,
-                None => *tracked.pid.insert(self.intern_id(&name.id)),
+                None => *parsed.pid.insert(self.intern_id(&name.id)),
             },
             id: &name.id,
         };
-        let data = map.bytes();
         self.mark += 1;
-        for &(family, _) in &tracked.families {
-            self.mark_family(family);
+        for &(family, _) in &parsed.families {
+            self.family_mark[family as usize] = self.mark;
         }
-        let families_before = tracked.families.len();
-        let mut bad = Unbound {
-            sums_before: tracked.sums.len(),
-            ..Unbound::default()
-        };
+        let families_before = parsed.families.len();
+        let mut bad = Unbound::default();
 
         // Entries that fed nothing at the last scrape: their key is read
         // again (a repaired file) and bound again (a resolved conflict).
-        for (offset, value_pos) in std::mem::take(&mut tracked.unbound) {
-            let bound = match entries(data, offset as usize, used).next() {
-                Some(Ok(entry)) => self.bind_entry(entry.key, &file, &mut tracked.families),
-                _ => Err("entry no longer readable".into()),
-            };
-            bad.record(bound, offset, value_pos, tracked, &self.accs);
-        }
-
-        if used > tracked.parsed_upto {
-            tracked.sums.reserve((used - tracked.parsed_upto) / 128);
-            for entry in entries(data, tracked.parsed_upto, used) {
-                match entry {
-                    Ok(entry) => {
-                        tracked.parsed_upto = entry.end();
-                        let bound = self.bind_entry(entry.key, &file, &mut tracked.families);
-                        let (offset, value_pos) = (entry.offset as u32, entry.value_pos as u32);
-                        bad.record(bound, offset, value_pos, tracked, &self.accs);
-                    }
-                    Err(e) => {
-                        tracked.read_problem = Some(e.to_string());
-                        break;
-                    }
+        for (offset, value_pos) in std::mem::take(&mut parsed.unbound) {
+            let at = Entry { offset, value_pos };
+            match entries(map.bytes(), offset as usize, used).next() {
+                Some(Ok(entry)) => {
+                    let key = self.intern_key(entry.key);
+                    let (value, timestamp) = map.load(value_pos as usize);
+                    self.bind_entry(key, at, value, timestamp, &file, parsed, &mut bad, gen);
                 }
+                _ => bad.add("entry no longer readable".into(), at, parsed),
             }
         }
-        for &(_, slot) in &tracked.sums[bad.sums_before..] {
-            self.accs.contributors[slot as usize] += 1;
+
+        if let Some((scan, numbers, raw)) = scanned {
+            parsed.sums.reserve(scan.entries.len());
+            for s in &scan.entries {
+                let offset = s.value_pos - value_offset(raw[s.key as usize].len()) as u32;
+                let at = Entry {
+                    offset,
+                    value_pos: s.value_pos,
+                };
+                let key = numbers[s.key as usize];
+                self.bind_entry(key, at, s.value, s.timestamp, &file, parsed, &mut bad, gen);
+            }
+            parsed.upto = scan.end;
+            bad.read_problem = scan.problem.map(|e| e.to_string());
         }
-        tracked.key_problem = bad
+        let keys = bad
             .first
             .map(|reason| format!("{} entries skipped: {reason}", bad.count));
-        tracked.families.len() > families_before
+        parsed.key_problem = match (bad.read_problem, keys) {
+            (Some(read), Some(keys)) => Some(format!("{read}; {keys}")),
+            (read, keys) => read.or(keys),
+        };
+        parsed.families.len() > families_before
     }
 
-    /// Interns a key, notes its family among the file's `families` and finds
-    /// the slot it feeds.
+    /// Notes the family of `key` among the file's, files the entry `at`
+    /// where the slot it feeds says and merges its value.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn bind_entry(
         &mut self,
-        raw: &[u8],
+        key: u32,
+        at: Entry,
+        value: f64,
+        timestamp: f64,
         file: &FileContext<'_>,
-        families: &mut Vec<(u32, u32)>,
-    ) -> Result<u32, Arc<str>> {
-        let key = self.intern_key(raw);
-        if let Ok(info) = &self.key_info[key as usize] {
-            let family = info.family;
-            if self.family_mark[family as usize] != self.mark {
-                self.mark_family(family);
-                families.push((family, key));
-            }
+        parsed: &mut Parsed,
+        bad: &mut Unbound,
+        gen: u64,
+    ) {
+        let bind = self.key_bind[key as usize];
+        if bind.family != NONE && self.family_mark[bind.family as usize] != self.mark {
+            self.family_mark[bind.family as usize] = self.mark;
+            parsed.families.push((bind.family, key));
         }
-        self.slot_for(key, file)
-    }
-
-    fn mark_family(&mut self, family: u32) {
-        self.family_mark[family as usize] = self.mark;
+        // The common case: a key whose slot is known, in a file of its type.
+        let (slot, sum) = if bind.slot != NONE && bind.type_tag == file.type_tag {
+            (bind.slot, bind.sum)
+        } else {
+            match self.slot_for(key, file) {
+                Ok(slot) => (slot, self.accs.is_sum(slot)),
+                Err(reason) => return bad.add(reason, at, parsed),
+            }
+        };
+        if sum {
+            parsed.sums.push((at.value_pos, slot));
+            self.accs.contributors[slot as usize] += 1;
+            self.accs.value[slot as usize] += value;
+        } else {
+            parsed.others.push((at.value_pos, slot));
+            self.accs.combine(slot, gen, value, timestamp);
+        }
     }
 
     /// The number of a key's bytes, parsing them if they are new.
     fn intern_key(&mut self, raw: &[u8]) -> u32 {
-        if let Some(&key) = self.keys.get(raw) {
-            return key;
+        match self.find_key(raw) {
+            Ok(key) => key,
+            Err(hash) => {
+                let parsed = parse_key(raw);
+                self.add_key(raw, hash, parsed)
+            }
         }
-        let info = self.parse_key(raw);
+    }
+
+    /// The number of a key's bytes, given what they say (from a scan).
+    fn intern_parsed(&mut self, raw: &[u8], parsed: Result<ParsedKey, Arc<str>>) -> u32 {
+        match self.find_key(raw) {
+            Ok(key) => key,
+            Err(hash) => self.add_key(raw, hash, parsed),
+        }
+    }
+
+    /// The number of a known key, or the hash to add it with.
+    fn find_key(&self, raw: &[u8]) -> Result<u32, u64> {
+        let hash = self.hasher.hash_one(raw);
+        let known = &self.key_raw;
+        match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
+            Some(&key) => Ok(key),
+            None => Err(hash),
+        }
+    }
+
+    fn add_key(&mut self, raw: &[u8], hash: u64, parsed: Result<ParsedKey, Arc<str>>) -> u32 {
+        let info = parsed.map(|parsed| self.register(parsed));
+        let key = self.key_info.len() as u32;
+        self.key_bind.push(KeyBind {
+            family: info.as_ref().map_or(NONE, |info| info.family),
+            slot: NONE,
+            type_tag: NO_TYPE,
+            sum: false,
+        });
         self.key_info.push(info);
-        let key = (self.key_info.len() - 1) as u32;
-        self.keys.insert(raw.into(), key);
+        self.key_raw.push(raw.into());
+        let (known, hasher) = (&self.key_raw, &self.hasher);
+        self.keys
+            .insert_unique(hash, key, |&k| hasher.hash_one(&*known[k as usize]));
         key
     }
 
-    /// Parses a new key; names as shown (escaped), labels sorted.
-    fn parse_key(&mut self, raw: &[u8]) -> Result<KeyInfo, Arc<str>> {
-        let key = Key::parse(raw)
-            .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
-        if key.family.is_empty() || key.sample.is_empty() {
-            return Err("key has an empty metric or sample name".into());
-        }
-        let mut labels: LabelPairs = Vec::with_capacity(key.labels.len());
-        for (name, value) in key.labels {
-            let shown = escape_label_name(&name);
-            if shown.is_empty() {
-                return Err("key has an empty label name".into());
-            }
-            if shown != name.as_str() && labels.iter().any(|(n, _)| *n == shown) {
-                return Err(
-                    format!("labels {name:?} and {shown:?} are both shown as {shown:?}").into(),
-                );
-            }
-            labels.push((shown.into_owned(), value));
-        }
-        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(format!("two labels are shown as {:?}", pair[0].0).into());
-        }
-        let help: Arc<str> = key.help.into();
-        let family = self.family(&escape_metric_name(&key.family), &help);
-        Ok(KeyInfo {
+    /// What a new key says, with its family found or made.
+    fn register(&mut self, key: ParsedKey) -> KeyInfo {
+        let family = self.family(&key.family, &key.help);
+        // Keys of a family nearly always share its help: share the text too.
+        let help = match &self.families[family as usize].help {
+            shared if **shared == *key.help => shared.clone(),
+            _ => key.help.into(),
+        };
+        KeyInfo {
             family,
-            sample: escape_metric_name(&key.sample).into(),
-            le: labels.iter().position(|(n, _)| n == "le"),
-            pid: labels.iter().position(|(n, _)| n == "pid"),
-            labels,
+            sample: key.sample.into(),
+            labels: key.labels,
             help,
-            slot: None,
-        })
+            le: key.le,
+            pid: key.pid,
+        }
     }
 
     /// The family called `name` (as shown), made if it is new.
-    fn family(&mut self, name: &str, help: &Arc<str>) -> u32 {
+    fn family(&mut self, name: &str, help: &str) -> u32 {
         if let Some(&f) = self.family_index.get(name) {
             return f;
         }
@@ -831,7 +925,7 @@ impl MergeState {
             sum_name: format!("{name}_sum").into(),
             kind: None,
             name: name.clone(),
-            help: help.clone(),
+            help: help.into(),
             items: Vec::new(),
         });
         self.family_mark.push(0);
@@ -872,8 +966,9 @@ impl MergeState {
             )
             .into());
         }
-        if let Some(slot) = info.slot {
-            return Ok(slot);
+        let known = self.key_bind[key as usize].slot;
+        if known != NONE {
+            return Ok(known);
         }
         let family = info.family;
         let sample = info.sample.clone();
@@ -913,9 +1008,12 @@ impl MergeState {
                 self.plain_series(family, sample, labels)
             }
         };
-        if let Ok(info) = &mut self.key_info[key as usize] {
-            info.slot = Some(slot);
-        }
+        self.key_bind[key as usize] = KeyBind {
+            family,
+            slot,
+            type_tag: file.type_tag,
+            sum: self.accs.is_sum(slot),
+        };
         Ok(slot)
     }
 
@@ -945,16 +1043,24 @@ impl MergeState {
     }
 
     fn plain_series(&mut self, family: u32, sample: Arc<str>, labels: LabelPairs) -> u32 {
-        let index_key = (family, sample, labels);
-        if let Some(&slot) = self.series_index.get(&index_key) {
-            return slot;
-        }
-        let kind = self.families[family as usize].kind;
-        let op = Op::for_kind(kind.expect("a family has a type before it has series"));
-        let labels = Arc::new(Labels::new(index_key.2.clone()));
-        let slot = self.new_slot(op, index_key.1.clone(), labels);
-        self.families[family as usize].items.push(Item::Plain(slot));
-        self.series_index.insert(index_key, slot);
+        let labels = Arc::new(Labels::new(labels));
+        let vacant = match self
+            .series_index
+            .entry((family, sample.clone(), labels.clone()))
+        {
+            hashbrown::hash_map::Entry::Occupied(known) => return *known.get(),
+            hashbrown::hash_map::Entry::Vacant(vacant) => vacant,
+        };
+        let family = &mut self.families[family as usize];
+        let op = Op::for_kind(
+            family
+                .kind
+                .expect("a family has a type before it has series"),
+        );
+        self.series.push(Series { sample, labels });
+        let slot = self.accs.push(op);
+        family.items.push(Item::Plain(slot));
+        vacant.insert(slot);
         slot
     }
 
@@ -1044,40 +1150,66 @@ impl MergeState {
 /// The file whose entries are being bound.
 struct FileContext<'a> {
     kind: FileKind,
+    /// [`type_tag`] of `kind`.
+    type_tag: u8,
     /// The process id, interned.
     pid: u32,
     /// The process id (the `pid` label of per-process gauges).
     id: &'a str,
 }
 
-/// Entries of one file that fed nothing in this pass.
+/// What a scan found in one file, with the scan's key numbers as the state
+/// numbers them and the keys' bytes.
+type ScannedFile<'a> = (FileScan, Arc<[u32]>, Arc<Vec<&'a [u8]>>);
+
+/// Where an entry is: its offset and its value's.
+#[derive(Clone, Copy)]
+struct Entry {
+    offset: u32,
+    value_pos: u32,
+}
+
+/// Entries of one file that fed nothing in this pass, and what stopped the
+/// parse.
 #[derive(Default)]
 struct Unbound {
     count: usize,
     first: Option<Arc<str>>,
-    /// `sums` entries of the file before this pass (their slots are counted).
-    sums_before: usize,
+    read_problem: Option<String>,
 }
 
 impl Unbound {
-    /// Files the entry at `offset` where the result of binding it says.
-    fn record(
-        &mut self,
-        bound: Result<u32, Arc<str>>,
-        offset: u32,
-        value_pos: u32,
-        tracked: &mut Tracked,
-        accs: &Accumulators,
-    ) {
-        match bound {
-            Ok(slot) if accs.is_sum(slot) => tracked.sums.push((value_pos, slot)),
-            Ok(slot) => tracked.others.push((value_pos, slot)),
-            Err(reason) => {
-                self.count += 1;
-                self.first.get_or_insert(reason);
-                tracked.unbound.push((offset, value_pos));
-            }
-        }
+    /// Keeps the entry `at` to be looked at again.
+    fn add(&mut self, reason: Arc<str>, at: Entry, parsed: &mut Parsed) {
+        self.count += 1;
+        self.first.get_or_insert(reason);
+        parsed.unbound.push((at.offset, at.value_pos));
+    }
+}
+
+/// What the hot loop needs to know of a key: its family and, once known
+/// and when it does not depend on the process, the slot it feeds and the
+/// file type that may feed it.
+#[derive(Clone, Copy)]
+struct KeyBind {
+    family: u32,
+    slot: u32,
+    type_tag: u8,
+    sum: bool,
+}
+
+/// "None" in [`KeyBind`]'s and key numbers' fields.
+const NONE: u32 = u32::MAX;
+/// No type in [`KeyBind::type_tag`].
+const NO_TYPE: u8 = u8::MAX;
+
+/// A small number for the type of a file kind (gauge modes alike).
+fn type_tag(kind: FileKind) -> u8 {
+    match kind {
+        FileKind::Counter => 0,
+        FileKind::Gauge(_) => 1,
+        FileKind::Histogram => 2,
+        FileKind::Summary => 3,
     }
 }
 
@@ -1086,7 +1218,12 @@ impl Unbound {
 /// (Rust's grammar takes these in any case, as Python does), surrounding
 /// blanks and `_` between digits.
 fn parse_python_float(text: &str) -> Option<f64> {
-    text.trim().replace('_', "").parse().ok()
+    let text = text.trim();
+    if text.contains('_') {
+        text.replace('_', "").parse().ok()
+    } else {
+        text.parse().ok()
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl MetricKind {
 }
 
 /// A label set, with its exposition text rendered once.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Labels {
     pairs: Vec<(String, String)>,
     rendered: String,
@@ -40,7 +40,8 @@ pub struct Labels {
 impl Labels {
     /// Labels from name/value pairs, kept in the given order.
     pub fn new(pairs: Vec<(String, String)>) -> Labels {
-        let mut rendered = String::new();
+        let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut rendered = String::with_capacity(size);
         for (i, (name, value)) in pairs.iter().enumerate() {
             if i > 0 {
                 rendered.push(',');
@@ -76,6 +77,11 @@ impl Labels {
 /// Escapes `\` and newline, and `"` when `quote`, as the exposition formats
 /// require: label values always escape `"`, HELP text only in OpenMetrics.
 pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
+    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (quote && *b == b'"');
+    if !text.as_bytes().iter().any(special) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -191,6 +197,13 @@ impl MetricSet {
                 value,
             }),
         }
+    }
+}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The rendered text follows from the pairs.
+        self.pairs.hash(state);
     }
 }
 
