@@ -249,7 +249,12 @@ fn write(plan: &Value, plan_file: &Path, dir: &Path) {
             .arg(dir),
         b"",
     );
-    for (n, process) in plan["processes"].as_array().expect("processes").iter().enumerate() {
+    for (n, process) in plan["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .enumerate()
+    {
         if process["writer"] == "muster" {
             run_ok(
                 Command::new(fixture_bin())
@@ -296,7 +301,11 @@ fn judge(dir: &Path, text: &Path, openmetrics: &Path) -> BTreeMap<String, Sample
             // The same canonical text as the other helpers (tests/common).
             let mut lines: Samples = lines
                 .iter()
-                .map(|l| serde_json::from_str::<Value>(l).expect("a canonical line").to_string())
+                .map(|l| {
+                    serde_json::from_str::<Value>(l)
+                        .expect("a canonical line")
+                        .to_string()
+                })
                 .collect();
             lines.sort();
             (k, lines)
@@ -330,7 +339,11 @@ fn check_seed(seed: u64) {
         python.len()
     );
     for format in ["text", "openmetrics"] {
-        assert_same(python, &lists[format], &format!("{context}\n{format} samples"));
+        assert_same(
+            python,
+            &lists[format],
+            &format!("{context}\n{format} samples"),
+        );
         assert_same(
             &lists["python_meta"],
             &lists[&format!("{format}_meta")],
@@ -343,7 +356,11 @@ fn seeds(fixed: std::ops::Range<u64>) -> Vec<u64> {
     match std::env::var("MUSTER_DIFF_SEEDS") {
         Ok(list) if !list.trim().is_empty() => list
             .split(',')
-            .map(|s| s.trim().parse().expect("MUSTER_DIFF_SEEDS: comma-separated integers"))
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .expect("MUSTER_DIFF_SEEDS: comma-separated integers")
+            })
             .collect(),
         _ => fixed.collect(),
     }

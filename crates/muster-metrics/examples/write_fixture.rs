@@ -292,10 +292,15 @@ enum PlanMetric {
 /// [[metric, [label values], "inc"|"set"|"observe", value]]}]}`.
 fn run_plan(path: &str, n: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let plan: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let plan: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let n: usize = n.parse().map_err(|e| format!("bad N: {e}"))?;
     let process = &plan["processes"][n];
-    let str_of = |v: &serde_json::Value| v.as_str().map(str::to_owned).ok_or(format!("not a string: {v}"));
+    let str_of = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or(format!("not a string: {v}"))
+    };
     let mut metrics = Vec::new();
     for m in process["metrics"].as_array().ok_or("no metrics")? {
         let (name, help) = (str_of(&m["name"])?, str_of(&m["help"])?);
@@ -308,7 +313,9 @@ fn run_plan(path: &str, n: &str) -> Result<(), String> {
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
         let made = |e: muster_metrics::MetricError| format!("{name}: {e}");
         let metric = match m["type"].as_str() {
-            Some("counter") => PlanMetric::Counter(Counter::family(&name, &help, &labels).map_err(made)?),
+            Some("counter") => {
+                PlanMetric::Counter(Counter::family(&name, &help, &labels).map_err(made)?)
+            }
             Some("gauge") => {
                 let mode = GaugeMode::parse(&str_of(&m["mode"])?).ok_or("bad mode")?;
                 PlanMetric::Gauge(Gauge::family(&name, &help, &labels, mode).map_err(made)?)
@@ -320,15 +327,22 @@ fn run_plan(path: &str, n: &str) -> Result<(), String> {
                     .iter()
                     .map(|b| b.as_f64().ok_or("bad bucket"))
                     .collect::<Result<_, _>>()?;
-                PlanMetric::Histogram(Histogram::family(&name, &help, &labels, &buckets).map_err(made)?)
+                PlanMetric::Histogram(
+                    Histogram::family(&name, &help, &labels, &buckets).map_err(made)?,
+                )
             }
-            Some("summary") => PlanMetric::Summary(Summary::family(&name, &help, &labels).map_err(made)?),
+            Some("summary") => {
+                PlanMetric::Summary(Summary::family(&name, &help, &labels).map_err(made)?)
+            }
             other => return Err(format!("unknown type {other:?}")),
         };
         metrics.push(metric);
     }
     for op in process["ops"].as_array().ok_or("no ops")? {
-        let metric = op[0].as_u64().and_then(|i| metrics.get(i as usize)).ok_or("bad metric")?;
+        let metric = op[0]
+            .as_u64()
+            .and_then(|i| metrics.get(i as usize))
+            .ok_or("bad metric")?;
         let values: Vec<String> = op[1]
             .as_array()
             .ok_or("no label values")?
@@ -345,8 +359,12 @@ fn run_plan(path: &str, n: &str) -> Result<(), String> {
             (PlanMetric::Counter(c), Some("inc")) => c.with_label_values(&values).inc_by(value),
             (PlanMetric::Gauge(g), Some("set")) => g.with_label_values(&values).set(value),
             (PlanMetric::Gauge(g), Some("inc")) => g.with_label_values(&values).add(value),
-            (PlanMetric::Histogram(h), Some("observe")) => h.with_label_values(&values).observe(value),
-            (PlanMetric::Summary(s), Some("observe")) => s.with_label_values(&values).observe(value),
+            (PlanMetric::Histogram(h), Some("observe")) => {
+                h.with_label_values(&values).observe(value)
+            }
+            (PlanMetric::Summary(s), Some("observe")) => {
+                s.with_label_values(&values).observe(value)
+            }
             (_, op) => return Err(format!("operation {op:?} does not fit its metric")),
         }
     }
