@@ -14,6 +14,7 @@
 //! ```
 
 mod encode;
+mod key;
 mod listing;
 mod merge;
 mod model;

@@ -33,9 +33,10 @@ use muster_store::format::value_offset;
 use muster_store::reader::{entries, MappedFile, ReadError};
 use muster_store::{FileKind, FileName, GaugeMode};
 
+use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
-use crate::scan::{parse_key, scan, FileScan, Job, ParsedKey};
+use crate::scan::{scan, FileScan, Job};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
@@ -352,7 +353,15 @@ struct MergeState {
     series_index: FastMap<(u32, Arc<str>, Arc<Labels>), u32>,
     histograms: Vec<HistogramSeries>,
     histogram_index: FastMap<(u32, LabelPairs), u32>,
-    /// (key, interned process id) to slot, for per-process gauges.
+    /// Bucket bounds as `le` shows them (a few distinct ones, many buckets).
+    bound_text: FastMap<u64, String>,
+    /// A per-process gauge's series without the process: (family, sample
+    /// name, labels but `pid`) to its number, and by number the sample name
+    /// and labels; by key number, the key's (or [`NONE`]).
+    templates: FastMap<(u32, Arc<str>, LabelPairs), u32>,
+    template_list: Vec<(Arc<str>, LabelPairs)>,
+    key_template: Vec<u32>,
+    /// (template, interned process id) to slot.
     per_process: FastMap<(u32, u32), u32>,
     ids: FastMap<Box<str>, u32>,
     accs: Accumulators,
@@ -888,6 +897,7 @@ impl MergeState {
             sum: false,
         });
         self.key_info.push(info);
+        self.key_template.push(NONE);
         self.key_raw.push(raw.into());
         let (known, hasher) = (&self.key_raw, &self.hasher);
         self.keys
@@ -989,23 +999,39 @@ impl MergeState {
             MetricKind::Gauge(mode) if mode.is_per_process() => {
                 // One series per process, labelled with its id (which
                 // replaces a label of the same name, as in Python).
-                if let Some(&slot) = self.per_process.get(&(key, file.pid)) {
+                let template = match self.key_template[key as usize] {
+                    NONE => {
+                        let base = (family, sample, info.labels_without(info.pid));
+                        let next = self.template_list.len() as u32;
+                        let template = *self.templates.entry(base).or_insert_with_key(|k| {
+                            self.template_list.push((k.1.clone(), k.2.clone()));
+                            next
+                        });
+                        self.key_template[key as usize] = template;
+                        template
+                    }
+                    known => known,
+                };
+                if let Some(&slot) = self.per_process.get(&(template, file.pid)) {
                     return Ok(slot);
                 }
-                let mut labels = info.labels_without(info.pid);
+                let (sample, base) = &self.template_list[template as usize];
+                let mut labels = Vec::with_capacity(base.len() + 1);
+                labels.extend(base.iter().cloned());
                 labels.push(("pid".to_owned(), file.id.to_owned()));
-                let slot = self.plain_series(family, sample, labels);
-                self.per_process.insert((key, file.pid), slot);
+                let (sample, labels) = (sample.clone(), Arc::new(Labels::new(labels)));
+                let slot = self.new_series(family, Op::Last, sample, labels);
+                self.per_process.insert((template, file.pid), slot);
                 return Ok(slot);
             }
             // Python drops `pid` from the gauges it merges across processes.
             MetricKind::Gauge(_) => {
                 let labels = info.labels_without(info.pid);
-                self.plain_series(family, sample, labels)
+                self.plain_series(family, Op::for_kind(fam_kind), sample, labels)
             }
             MetricKind::Counter | MetricKind::Summary => {
                 let labels = info.labels.clone();
-                self.plain_series(family, sample, labels)
+                self.plain_series(family, Op::Sum, sample, labels)
             }
         };
         self.key_bind[key as usize] = KeyBind {
@@ -1042,25 +1068,24 @@ impl MergeState {
         Ok(slot)
     }
 
-    fn plain_series(&mut self, family: u32, sample: Arc<str>, labels: LabelPairs) -> u32 {
+    /// The slot of the series (`family`, `sample`, `labels`), made (merged
+    /// by `op`) if new.
+    fn plain_series(&mut self, family: u32, op: Op, sample: Arc<str>, labels: LabelPairs) -> u32 {
         let labels = Arc::new(Labels::new(labels));
-        let vacant = match self
-            .series_index
-            .entry((family, sample.clone(), labels.clone()))
-        {
-            hashbrown::hash_map::Entry::Occupied(known) => return *known.get(),
-            hashbrown::hash_map::Entry::Vacant(vacant) => vacant,
-        };
-        let family = &mut self.families[family as usize];
-        let op = Op::for_kind(
-            family
-                .kind
-                .expect("a family has a type before it has series"),
-        );
+        let index_key = (family, sample, labels);
+        if let Some(&slot) = self.series_index.get(&index_key) {
+            return slot;
+        }
+        let slot = self.new_series(family, op, index_key.1.clone(), index_key.2.clone());
+        self.series_index.insert(index_key, slot);
+        slot
+    }
+
+    /// A new series of `family`, merged by `op`, and its slot.
+    fn new_series(&mut self, family: u32, op: Op, sample: Arc<str>, labels: Arc<Labels>) -> u32 {
         self.series.push(Series { sample, labels });
         let slot = self.accs.push(op);
-        family.items.push(Item::Plain(slot));
-        vacant.insert(slot);
+        self.families[family as usize].items.push(Item::Plain(slot));
         slot
     }
 
@@ -1098,7 +1123,11 @@ impl MergeState {
             }
         }
         let mut pairs = self.histograms[h].base.pairs().to_vec();
-        pairs.push(("le".to_owned(), muster_store::float_to_go_string(bound)));
+        let le = self
+            .bound_text
+            .entry(bound.to_bits())
+            .or_insert_with(|| muster_store::float_to_go_string(bound));
+        pairs.push(("le".to_owned(), le.clone()));
         let labels = Arc::new(Labels::new(pairs));
         let bucket_name = self.families[family as usize].bucket_name.clone();
         let slot = self.new_slot(Op::Sum, bucket_name, labels.clone());

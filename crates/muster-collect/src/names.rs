@@ -14,8 +14,6 @@
 //! without samples and a second, untyped family `a_b_total`. muster keeps `:`
 //! in both formats, as its text format and OpenMetrics allow.
 
-use std::borrow::Cow;
-
 /// Whether `name` is a metric name of the legacy set `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn is_legacy_metric_name(name: &str) -> bool {
     !name.is_empty() && name.chars().enumerate().all(|(i, c)| metric_char(c, i))
@@ -28,26 +26,29 @@ pub(crate) fn is_legacy_label_name(name: &str) -> bool {
 
 /// `name` as Python's exposition shows a metric name: characters outside
 /// `[a-zA-Z_:]` (and digits at the start) replaced by `_`.
-pub(crate) fn escape_metric_name(name: &str) -> Cow<'_, str> {
+pub(crate) fn escape_metric_name(name: String) -> String {
     escape(name, metric_char)
 }
 
 /// `name` as Python's exposition shows a label name: characters outside
 /// `[a-zA-Z_]` (and digits at the start) replaced by `_`.
-pub(crate) fn escape_label_name(name: &str) -> Cow<'_, str> {
+pub(crate) fn escape_label_name(name: String) -> String {
     escape(name, label_char)
 }
 
-fn escape(name: &str, keep: fn(char, usize) -> bool) -> Cow<'_, str> {
-    if name.chars().enumerate().all(|(i, c)| keep(c, i)) {
-        return Cow::Borrowed(name);
+fn escape(name: String, keep: fn(char, usize) -> bool) -> String {
+    // Bytes are enough for the usual all-ASCII name.
+    if name
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b.is_ascii() && keep(b as char, i))
+    {
+        return name;
     }
-    Cow::Owned(
-        name.chars()
-            .enumerate()
-            .map(|(i, c)| if keep(c, i) { c } else { '_' })
-            .collect(),
-    )
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| if keep(c, i) { c } else { '_' })
+        .collect()
 }
 
 /// A character a label name may have at position `i`.
@@ -80,10 +81,9 @@ mod tests {
             ("__reserved", "__reserved", "__reserved"),
             ("", "", ""),
         ] {
-            assert_eq!(escape_metric_name(name), metric, "metric {name:?}");
-            assert_eq!(escape_label_name(name), label, "label {name:?}");
+            assert_eq!(escape_metric_name(name.into()), metric, "metric {name:?}");
+            assert_eq!(escape_label_name(name.into()), label, "label {name:?}");
         }
-        assert!(matches!(escape_metric_name("ok_name:x"), Cow::Borrowed(_)));
     }
 
     #[test]

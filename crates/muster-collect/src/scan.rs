@@ -10,66 +10,19 @@
 //! is in its cache. The merge then works on key numbers and loaded values
 //! alone, in one thread, in file order (see [`crate::merge`]).
 
-use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 use muster_store::reader::{entries, MappedFile, ReadError};
-use muster_store::Key;
 
-use crate::names::{escape_label_name, escape_metric_name};
+use crate::key::{parse_key, ParsedKey};
 
 /// Bytes of new entries from which a second thread helps, and each thread's
 /// least share.
 const BYTES_PER_THREAD: usize = 2 << 20;
 /// Most threads a scan uses.
 const MAX_THREADS: usize = 4;
-
-/// A key's JSON, parsed, with names as Python's exposition shows them.
-pub(crate) struct ParsedKey {
-    pub(crate) family: String,
-    pub(crate) sample: String,
-    /// All labels, sorted by name.
-    pub(crate) labels: Vec<(String, String)>,
-    pub(crate) help: String,
-    /// Where `le` is in `labels`.
-    pub(crate) le: Option<usize>,
-    /// Where `pid` is in `labels`.
-    pub(crate) pid: Option<usize>,
-}
-
-/// Parses a key's bytes; the error says what is wrong with them.
-pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey, Arc<str>> {
-    let key =
-        Key::parse(raw).map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
-    if key.family.is_empty() || key.sample.is_empty() {
-        return Err("key has an empty metric or sample name".into());
-    }
-    let mut labels = Vec::with_capacity(key.labels.len());
-    for (name, value) in key.labels {
-        let shown = match escape_label_name(&name) {
-            Cow::Borrowed(_) => name,
-            Cow::Owned(shown) => shown,
-        };
-        if shown.is_empty() {
-            return Err("key has an empty label name".into());
-        }
-        labels.push((shown, value));
-    }
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("two labels are shown as {:?}", pair[0].0).into());
-    }
-    Ok(ParsedKey {
-        family: escape_metric_name(&key.family).into_owned(),
-        sample: escape_metric_name(&key.sample).into_owned(),
-        le: labels.iter().position(|(n, _)| n == "le"),
-        pid: labels.iter().position(|(n, _)| n == "pid"),
-        labels,
-        help: key.help,
-    })
-}
 
 /// A new entry: where its value is, the scan's number of its key, and the
 /// value and timestamp as loaded.
