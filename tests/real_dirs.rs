@@ -198,6 +198,13 @@ fn push(dir: &Path, tmp: &Path, want: &Samples, context: &str) {
     assert_same(want, &comparable(&got), &format!("{context}: pushed"));
 }
 
+/// `muster scrape`, `muster exporter` and `muster push` on `dir` all show `want`.
+fn every_command(dir: &Path, tmp: &Path, want: &Samples, context: &str) {
+    scrape_cli(dir, want, context);
+    exporter(dir, tmp, want, context);
+    push(dir, tmp, want, context);
+}
+
 #[test]
 fn scrape_exporter_and_push_read_a_running_demo_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -205,9 +212,7 @@ fn scrape_exporter_and_push_read_a_running_demo_directory() {
     let (mut demo, addr) = start_demo(&dir, tmp.path());
     traffic(addr);
     let want = server_samples(addr);
-    scrape_cli(&dir, &want, "demo directory");
-    exporter(&dir, tmp.path(), &want, "demo directory");
-    push(&dir, tmp.path(), &want, "demo directory");
+    every_command(&dir, tmp.path(), &want, "demo directory");
     demo.assert_running();
 }
 
@@ -233,8 +238,6 @@ fn scrape_exporter_and_push_read_a_mixed_muster_and_python_directory() {
         .collect();
     assert!(python.len() > 50, "{python:?}");
     assert_same(&python, &served, "the server's merge of the Python files");
-    scrape_cli(&dir, &want, "mixed directory");
-    exporter(&dir, tmp.path(), &want, "mixed directory");
-    push(&dir, tmp.path(), &want, "mixed directory");
+    every_command(&dir, tmp.path(), &want, "mixed directory");
     demo.assert_running();
 }
