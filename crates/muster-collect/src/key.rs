@@ -113,7 +113,7 @@ impl Cursor<'_> {
     /// A JSON string with its escapes resolved.
     fn string(&mut self) -> Option<String> {
         self.eat(b"\"")?;
-        let end = self.rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+        let end = memchr::memchr2(b'"', b'\\', self.rest)?;
         let (plain, rest) = self.rest.split_at(end);
         let mut out = Cow::Borrowed(std::str::from_utf8(plain).ok()?);
         self.rest = rest;
@@ -129,7 +129,7 @@ impl Cursor<'_> {
                     out.to_mut().push(c);
                 }
                 _ => {
-                    let end = self.rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+                    let end = memchr::memchr2(b'"', b'\\', self.rest)?;
                     let (plain, rest) = self.rest.split_at(end);
                     out.to_mut().push_str(std::str::from_utf8(plain).ok()?);
                     self.rest = rest;

@@ -525,12 +525,7 @@ impl Collector {
         // results in file order.
         let mut scans = Vec::with_capacity(jobs.len());
         for (keys, results) in runs {
-            let numbers: Arc<[u32]> = keys
-                .raw
-                .iter()
-                .zip(keys.parsed)
-                .map(|(raw, parsed)| state.intern_parsed(raw, parsed))
-                .collect();
+            let numbers: Arc<[u32]> = keys.raw.iter().map(|raw| state.intern_key(raw)).collect();
             let raw = Arc::new(keys.raw);
             scans.extend(
                 results
@@ -866,14 +861,6 @@ impl MergeState {
                 let parsed = parse_key(raw);
                 self.add_key(raw, hash, parsed)
             }
-        }
-    }
-
-    /// The number of a key's bytes, given what they say (from a scan).
-    fn intern_parsed(&mut self, raw: &[u8], parsed: Result<ParsedKey, Arc<str>>) -> u32 {
-        match self.find_key(raw) {
-            Ok(key) => key,
-            Err(hash) => self.add_key(raw, hash, parsed),
         }
     }
 

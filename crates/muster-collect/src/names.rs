@@ -36,7 +36,7 @@ pub(crate) fn escape_label_name(name: String) -> String {
     escape(name, label_char)
 }
 
-fn escape(name: String, keep: fn(char, usize) -> bool) -> String {
+fn escape(name: String, keep: impl Fn(char, usize) -> bool) -> String {
     // Bytes are enough for the usual all-ASCII name.
     if name
         .bytes()

@@ -5,18 +5,16 @@
 //! Each thread takes a run of files (in sorted order) and, for every new
 //! entry, finds which of the distinct keys it has seen the entry's key is
 //! (most entries have the key that followed the previous entry's key last
-//! time, so they cost one comparison and no hash), parses the JSON of each
-//! key new to it, and loads the entry's value and timestamp while the entry
-//! is in its cache. The merge then works on key numbers and loaded values
-//! alone, in one thread, in file order (see [`crate::merge`]).
+//! time, so they cost one comparison and no hash), and loads the entry's
+//! value and timestamp while the entry is in its cache. The merge then
+//! works on key numbers and loaded values alone, in one thread, in file
+//! order, and parses the JSON of the keys it did not know (see
+//! [`crate::merge`]).
 
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use hashbrown::HashTable;
 use muster_store::reader::{entries, MappedFile, ReadError};
-
-use crate::key::{parse_key, ParsedKey};
 
 /// Bytes of new entries from which a second thread helps, and each thread's
 /// least share.
@@ -47,7 +45,6 @@ pub(crate) struct FileScan {
 pub(crate) struct Keys<'a> {
     table: HashTable<u32>,
     pub(crate) raw: Vec<&'a [u8]>,
-    pub(crate) parsed: Vec<Result<ParsedKey, Arc<str>>>,
     /// The key that followed each key last.
     next: Vec<u32>,
 }
@@ -57,7 +54,6 @@ impl<'a> Keys<'a> {
         Keys {
             table: HashTable::new(),
             raw: Vec::new(),
-            parsed: Vec::new(),
             next: Vec::new(),
         }
     }
@@ -76,7 +72,6 @@ impl<'a> Keys<'a> {
             None => {
                 let key = self.raw.len() as u32;
                 self.raw.push(raw);
-                self.parsed.push(parse_key(raw));
                 self.next.push(u32::MAX);
                 let known = &self.raw;
                 self.table
