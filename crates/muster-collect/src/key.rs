@@ -16,13 +16,14 @@ use muster_store::Key;
 
 use crate::names::{escape_label_name, escape_metric_name};
 
-/// A key's JSON, parsed, with names as Python's exposition shows them.
-pub(crate) struct ParsedKey {
-    pub(crate) family: String,
-    pub(crate) sample: String,
+/// A key's JSON, parsed, with names as Python's exposition shows them;
+/// strings without escapes are borrowed from the key's bytes.
+pub(crate) struct ParsedKey<'a> {
+    pub(crate) family: Cow<'a, str>,
+    pub(crate) sample: Cow<'a, str>,
     /// All labels, sorted by name.
     pub(crate) labels: Vec<(String, String)>,
-    pub(crate) help: String,
+    pub(crate) help: Cow<'a, str>,
     /// Where `le` is in `labels`.
     pub(crate) le: Option<usize>,
     /// Where `pid` is in `labels`.
@@ -30,22 +31,34 @@ pub(crate) struct ParsedKey {
 }
 
 /// Parses a key's bytes; the error says what is wrong with them.
-pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey, Arc<str>> {
+pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
     let key = match parse_python_spelling(raw) {
         Some(key) => key,
-        None => Key::parse(raw)
-            .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?,
+        None => {
+            let key = Key::parse(raw)
+                .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
+            Spelled {
+                family: key.family.into(),
+                sample: key.sample.into(),
+                labels: key
+                    .labels
+                    .into_iter()
+                    .map(|(n, v)| (n.into(), v.into()))
+                    .collect(),
+                help: key.help.into(),
+            }
+        }
     };
     if key.family.is_empty() || key.sample.is_empty() {
         return Err("key has an empty metric or sample name".into());
     }
     let mut labels = Vec::with_capacity(key.labels.len());
     for (name, value) in key.labels {
-        let shown = escape_label_name(name);
+        let shown = escape_label_name(name.into_owned());
         if shown.is_empty() {
             return Err("key has an empty label name".into());
         }
-        labels.push((shown, value));
+        labels.push((shown, value.into_owned()));
     }
     labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -61,17 +74,26 @@ pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey, Arc<str>> {
     })
 }
 
+/// A key's four parts as spelled, before names are escaped.
+#[derive(Debug, PartialEq)]
+struct Spelled<'a> {
+    family: Cow<'a, str>,
+    sample: Cow<'a, str>,
+    labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    help: Cow<'a, str>,
+}
+
 /// Parses a key spelled exactly as Python writes it; `None` for anything
 /// else, including every error (label names appearing twice too, which
 /// JSON leaves to the reader).
-fn parse_python_spelling(raw: &[u8]) -> Option<Key> {
+fn parse_python_spelling(raw: &[u8]) -> Option<Spelled<'_>> {
     let mut cur = Cursor { rest: raw };
     cur.eat(b"[")?;
     let family = cur.string()?;
     cur.eat(b", ")?;
     let sample = cur.string()?;
     cur.eat(b", {")?;
-    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
     if cur.eat(b"}").is_none() {
         loop {
             let name = cur.string()?;
@@ -91,7 +113,7 @@ fn parse_python_spelling(raw: &[u8]) -> Option<Key> {
     cur.eat(b", ")?;
     let help = cur.string()?;
     cur.eat(b"]")?;
-    cur.rest.is_empty().then_some(Key {
+    cur.rest.is_empty().then_some(Spelled {
         family,
         sample,
         labels,
@@ -104,14 +126,14 @@ struct Cursor<'a> {
     rest: &'a [u8],
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn eat(&mut self, token: &[u8]) -> Option<()> {
         self.rest = self.rest.strip_prefix(token)?;
         Some(())
     }
 
-    /// A JSON string with its escapes resolved.
-    fn string(&mut self) -> Option<String> {
+    /// A JSON string with its escapes resolved (borrowed when it has none).
+    fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b"\"")?;
         let end = memchr::memchr2(b'"', b'\\', self.rest)?;
         let (plain, rest) = self.rest.split_at(end);
@@ -121,7 +143,7 @@ impl Cursor<'_> {
             match self.rest.split_first()? {
                 (b'"', rest) => {
                     self.rest = rest;
-                    return Some(out.into_owned());
+                    return Some(out);
                 }
                 (b'\\', rest) => {
                     self.rest = rest;
@@ -187,6 +209,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn owned(s: Spelled<'_>) -> Key {
+        Key {
+            family: s.family.into_owned(),
+            sample: s.sample.into_owned(),
+            labels: s
+                .labels
+                .into_iter()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect(),
+            help: s.help.into_owned(),
+        }
+    }
+
     proptest! {
         /// Every key muster (or Python) writes is read by the fast parser,
         /// exactly as serde_json reads it.
@@ -197,7 +232,7 @@ mod tests {
         ) {
             let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
             let key = muster_store::encode_key(&family, &sample, &pairs, &help);
-            let fast = parse_python_spelling(key.as_bytes());
+            let fast = parse_python_spelling(key.as_bytes()).map(owned);
             prop_assert_eq!(fast, Some(Key::parse(key.as_bytes()).unwrap()));
         }
     }
@@ -221,7 +256,7 @@ mod tests {
         ];
         for key in keys {
             let fast = parse_python_spelling(key.as_bytes()).expect("Python's spelling");
-            assert_eq!(fast, Key::parse(key.as_bytes()).unwrap(), "{key}");
+            assert_eq!(owned(fast), Key::parse(key.as_bytes()).unwrap(), "{key}");
         }
     }
 

@@ -190,10 +190,28 @@ struct Family {
     help: Arc<str>,
     /// The type its series were made for; `None` until an entry feeds it.
     kind: Option<MetricKind>,
+    total_name: Arc<str>,
     bucket_name: Arc<str>,
     count_name: Arc<str>,
     sum_name: Arc<str>,
     items: Vec<Item>,
+}
+
+impl Family {
+    /// `sample` as an `Arc`, shared with the family's names when it is one.
+    fn sample_name(&self, sample: &str) -> Arc<str> {
+        [
+            &self.name,
+            &self.total_name,
+            &self.bucket_name,
+            &self.sum_name,
+            &self.count_name,
+        ]
+        .into_iter()
+        .find(|n| ***n == *sample)
+        .cloned()
+        .unwrap_or_else(|| sample.into())
+    }
 }
 
 /// A distinct key, parsed; names as shown (escaped).
@@ -779,27 +797,29 @@ impl MergeState {
         // Entries that fed nothing at the last scrape: their key is read
         // again (a repaired file) and bound again (a resolved conflict).
         for (offset, value_pos) in std::mem::take(&mut parsed.unbound) {
-            let at = Entry { offset, value_pos };
-            match entries(map.bytes(), offset as usize, used).next() {
+            let bound = match entries(map.bytes(), offset as usize, used).next() {
                 Some(Ok(entry)) => {
                     let key = self.intern_key(entry.key);
                     let (value, timestamp) = map.load(value_pos as usize);
-                    self.bind_entry(key, at, value, timestamp, &file, parsed, &mut bad, gen);
+                    self.bind_entry(key, value_pos, value, timestamp, &file, parsed, gen)
                 }
-                _ => bad.add("entry no longer readable".into(), at, parsed),
+                _ => Err("entry no longer readable".into()),
+            };
+            if let Err(reason) = bound {
+                bad.add(reason, offset, value_pos, parsed);
             }
         }
 
         if let Some((scan, numbers, raw)) = scanned {
             parsed.sums.reserve(scan.entries.len());
             for s in &scan.entries {
-                let offset = s.value_pos - value_offset(raw[s.key as usize].len()) as u32;
-                let at = Entry {
-                    offset,
-                    value_pos: s.value_pos,
-                };
                 let key = numbers[s.key as usize];
-                self.bind_entry(key, at, s.value, s.timestamp, &file, parsed, &mut bad, gen);
+                let bound =
+                    self.bind_entry(key, s.value_pos, s.value, s.timestamp, &file, parsed, gen);
+                if let Err(reason) = bound {
+                    let offset = s.value_pos - value_offset(raw[s.key as usize].len()) as u32;
+                    bad.add(reason, offset, s.value_pos, parsed);
+                }
             }
             parsed.upto = scan.end;
             bad.read_problem = scan.problem.map(|e| e.to_string());
@@ -814,21 +834,21 @@ impl MergeState {
         parsed.families.len() > families_before
     }
 
-    /// Notes the family of `key` among the file's, files the entry `at`
-    /// where the slot it feeds says and merges its value.
+    /// Notes the family of `key` among the file's, files the entry whose
+    /// value is at `value_pos` where the slot it feeds says and merges its
+    /// value; the error says why it feeds nothing.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn bind_entry(
         &mut self,
         key: u32,
-        at: Entry,
+        value_pos: u32,
         value: f64,
         timestamp: f64,
         file: &FileContext<'_>,
         parsed: &mut Parsed,
-        bad: &mut Unbound,
         gen: u64,
-    ) {
+    ) -> Result<(), Arc<str>> {
         let bind = self.key_bind[key as usize];
         if bind.family != NONE && self.family_mark[bind.family as usize] != self.mark {
             self.family_mark[bind.family as usize] = self.mark;
@@ -838,19 +858,18 @@ impl MergeState {
         let (slot, sum) = if bind.slot != NONE && bind.type_tag == file.type_tag {
             (bind.slot, bind.sum)
         } else {
-            match self.slot_for(key, file) {
-                Ok(slot) => (slot, self.accs.is_sum(slot)),
-                Err(reason) => return bad.add(reason, at, parsed),
-            }
+            let slot = self.slot_for(key, file)?;
+            (slot, self.accs.is_sum(slot))
         };
         if sum {
-            parsed.sums.push((at.value_pos, slot));
+            parsed.sums.push((value_pos, slot));
             self.accs.contributors[slot as usize] += 1;
             self.accs.value[slot as usize] += value;
         } else {
-            parsed.others.push((at.value_pos, slot));
+            parsed.others.push((value_pos, slot));
             self.accs.combine(slot, gen, value, timestamp);
         }
+        Ok(())
     }
 
     /// The number of a key's bytes, parsing them if they are new.
@@ -874,7 +893,7 @@ impl MergeState {
         }
     }
 
-    fn add_key(&mut self, raw: &[u8], hash: u64, parsed: Result<ParsedKey, Arc<str>>) -> u32 {
+    fn add_key(&mut self, raw: &[u8], hash: u64, parsed: Result<ParsedKey<'_>, Arc<str>>) -> u32 {
         let info = parsed.map(|parsed| self.register(parsed));
         let key = self.key_info.len() as u32;
         self.key_bind.push(KeyBind {
@@ -893,16 +912,18 @@ impl MergeState {
     }
 
     /// What a new key says, with its family found or made.
-    fn register(&mut self, key: ParsedKey) -> KeyInfo {
+    fn register(&mut self, key: ParsedKey<'_>) -> KeyInfo {
         let family = self.family(&key.family, &key.help);
+        let fam = &self.families[family as usize];
         // Keys of a family nearly always share its help: share the text too.
-        let help = match &self.families[family as usize].help {
-            shared if **shared == *key.help => shared.clone(),
-            _ => key.help.into(),
+        let help = if *fam.help == *key.help {
+            fam.help.clone()
+        } else {
+            key.help.into()
         };
         KeyInfo {
             family,
-            sample: key.sample.into(),
+            sample: fam.sample_name(&key.sample),
             labels: key.labels,
             help,
             le: key.le,
@@ -917,6 +938,7 @@ impl MergeState {
         }
         let name: Arc<str> = name.into();
         self.families.push(Family {
+            total_name: format!("{name}_total").into(),
             bucket_name: format!("{name}_bucket").into(),
             count_name: format!("{name}_count").into(),
             sum_name: format!("{name}_sum").into(),
@@ -1178,13 +1200,6 @@ struct FileContext<'a> {
 /// numbers them and the keys' bytes.
 type ScannedFile<'a> = (FileScan, Arc<[u32]>, Arc<Vec<&'a [u8]>>);
 
-/// Where an entry is: its offset and its value's.
-#[derive(Clone, Copy)]
-struct Entry {
-    offset: u32,
-    value_pos: u32,
-}
-
 /// Entries of one file that fed nothing in this pass, and what stopped the
 /// parse.
 #[derive(Default)]
@@ -1195,11 +1210,12 @@ struct Unbound {
 }
 
 impl Unbound {
-    /// Keeps the entry `at` to be looked at again.
-    fn add(&mut self, reason: Arc<str>, at: Entry, parsed: &mut Parsed) {
+    /// Keeps the entry at `offset` (value at `value_pos`) to be looked at
+    /// again.
+    fn add(&mut self, reason: Arc<str>, offset: u32, value_pos: u32, parsed: &mut Parsed) {
         self.count += 1;
         self.first.get_or_insert(reason);
-        parsed.unbound.push((at.offset, at.value_pos));
+        parsed.unbound.push((offset, value_pos));
     }
 }
 

@@ -14,6 +14,8 @@
 //! without samples and a second, untyped family `a_b_total`. muster keeps `:`
 //! in both formats, as its text format and OpenMetrics allow.
 
+use std::borrow::Cow;
+
 /// Whether `name` is a metric name of the legacy set `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn is_legacy_metric_name(name: &str) -> bool {
     !name.is_empty() && name.chars().enumerate().all(|(i, c)| metric_char(c, i))
@@ -26,8 +28,11 @@ pub(crate) fn is_legacy_label_name(name: &str) -> bool {
 
 /// `name` as Python's exposition shows a metric name: characters outside
 /// `[a-zA-Z_:]` (and digits at the start) replaced by `_`.
-pub(crate) fn escape_metric_name(name: String) -> String {
-    escape(name, metric_char)
+pub(crate) fn escape_metric_name(name: Cow<'_, str>) -> Cow<'_, str> {
+    if is_shown_as_is(&name, metric_char) {
+        return name;
+    }
+    Cow::Owned(escape(name.into_owned(), metric_char))
 }
 
 /// `name` as Python's exposition shows a label name: characters outside
@@ -36,13 +41,16 @@ pub(crate) fn escape_label_name(name: String) -> String {
     escape(name, label_char)
 }
 
-fn escape(name: String, keep: impl Fn(char, usize) -> bool) -> String {
-    // Bytes are enough for the usual all-ASCII name.
-    if name
-        .bytes()
+/// Whether every character of `name` is kept (checked on bytes, which is
+/// enough for the usual all-ASCII name: a non-ASCII byte is never kept).
+fn is_shown_as_is(name: &str, keep: impl Fn(char, usize) -> bool) -> bool {
+    name.bytes()
         .enumerate()
         .all(|(i, b)| b.is_ascii() && keep(b as char, i))
-    {
+}
+
+fn escape(name: String, keep: impl Fn(char, usize) -> bool) -> String {
+    if is_shown_as_is(&name, &keep) {
         return name;
     }
     name.chars()
