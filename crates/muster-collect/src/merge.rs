@@ -36,7 +36,7 @@ use muster_store::{FileKind, FileName, GaugeMode};
 use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
-use crate::scan::{scan, FileScan, Job};
+use crate::scan::{runs, scan_file, scan_run, Job, Keys, Scanned};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
@@ -495,10 +495,15 @@ impl Collector {
     }
 
     /// One pass over the files: reads the entries each appended since the
-    /// last scrape ([`crate::scan`], in several threads when there are many),
-    /// then, file by file in sorted order, merges the values of its known
-    /// entries, looks again at entries that fed nothing, and binds and merges
-    /// the new ones. Whether a file holds a family it did not hold before.
+    /// last scrape ([`crate::scan`]) and, file by file in sorted order, merges
+    /// the values of its known entries, looks again at entries that fed
+    /// nothing, and binds and merges the new ones. Whether a file holds a
+    /// family it did not hold before.
+    ///
+    /// When there are megabytes of new entries (a first scrape), the files
+    /// are split into runs: this thread scans and binds the first run file
+    /// by file (each file's entries still in the cache when they are bound),
+    /// while threads of their own scan the others, which are bound after.
     fn merge_files(&mut self) -> bool {
         self.gen += 1;
         let gen = self.gen;
@@ -508,13 +513,6 @@ impl Collector {
         }
         // Sum slots start from zero and are absent when no entry feeds them.
         state.accs.value.fill(0.0);
-        // Each mapped file: its mapping, and its name and size if its header
-        // is sound (its entries so far count either way).
-        type Work<'a> = (
-            &'a MappedFile,
-            Option<(&'a FileName, usize)>,
-            &'a mut Parsed,
-        );
         let mut work: Vec<Work<'_>> = self
             .files
             .iter_mut()
@@ -525,55 +523,70 @@ impl Collector {
             .collect();
         let jobs: Vec<Job<'_>> = work
             .iter()
-            .filter_map(|(map, header, parsed)| {
-                let (_, used) = (*header)?;
-                (used > parsed.upto).then_some(Job {
-                    map,
-                    from: parsed.upto,
-                    to: used,
-                })
+            .filter(|work| has_new_entries(work))
+            .map(|(map, header, parsed)| Job {
+                map,
+                from: parsed.upto,
+                to: header.map_or(parsed.upto, |(_, used)| used),
             })
             .collect();
+        let mut grew = false;
+        let mut items = work.iter_mut();
         let runs = if jobs.is_empty() {
             Vec::new()
         } else {
-            scan(&jobs)
+            runs(&jobs)
         };
-        // Each run's key numbers, as this state numbers them; and the runs'
-        // results in file order.
-        let mut scans = Vec::with_capacity(jobs.len());
-        for (keys, results) in runs {
-            let numbers: Arc<[u32]> = keys.raw.iter().map(|raw| state.intern_key(raw)).collect();
-            let raw = Arc::new(keys.raw);
-            scans.extend(
-                results
-                    .into_iter()
-                    .map(|r| (r, numbers.clone(), raw.clone())),
-            );
-        }
-        let mut scans = scans.into_iter();
-        let mut grew = false;
-        for (map, header, parsed) in &mut work {
-            // Entries bound before: one load and one add each, no branch.
-            let values = &mut state.accs.value;
-            for &(pos, slot) in &parsed.sums {
-                values[slot as usize] += map.load_value(pos as usize);
-            }
-            for &(pos, slot) in &parsed.others {
-                let (value, timestamp) = map.load(pos as usize);
-                state.accs.combine(slot, gen, value, timestamp);
-            }
-            let Some((name, used)) = *header else {
-                continue;
+        std::thread::scope(|scope| {
+            let Some((first, others)) = runs.split_first() else {
+                return;
             };
-            let scanned = if used > parsed.upto {
-                scans.next()
-            } else {
-                None
-            };
-            if scanned.is_some() || !parsed.unbound.is_empty() {
-                grew |= state.advance(map, name, used, scanned, parsed, gen);
+            let helpers: Vec<_> = others
+                .iter()
+                .map(|run| scope.spawn(move || scan_run(run)))
+                .collect();
+            let (mut keys, mut numbers, mut found) = (Keys::new(), Vec::new(), Vec::new());
+            for job in *first {
+                let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
+                    break;
+                };
+                found.clear();
+                let (end, problem) = scan_file(job, &mut keys, &mut found);
+                while numbers.len() < keys.raw.len() {
+                    numbers.push(state.intern_key(keys.raw[numbers.len()]));
+                }
+                let scan = ScanView {
+                    entries: &found,
+                    end,
+                    problem,
+                    numbers: &numbers,
+                    raw: &keys.raw,
+                };
+                grew |= state.merge_file(item, Some(scan), gen);
             }
+            for helper in helpers {
+                // A panic in a scan thread is a bug: pass it on as it is.
+                let (keys, results) = helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                let numbers: Vec<u32> = keys.raw.iter().map(|raw| state.intern_key(raw)).collect();
+                for result in results {
+                    let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
+                        break;
+                    };
+                    let scan = ScanView {
+                        entries: &result.entries,
+                        end: result.end,
+                        problem: result.problem,
+                        numbers: &numbers,
+                        raw: &keys.raw,
+                    };
+                    grew |= state.merge_file(item, Some(scan), gen);
+                }
+            }
+        });
+        for item in items {
+            grew |= state.merge_file(item, None, gen);
         }
         grew
     }
@@ -766,6 +779,50 @@ impl MergeState {
         *parsed = Parsed::new();
     }
 
+    /// Merges the files of `items` that have no new entries; the next one
+    /// that has some, if any.
+    fn merge_up_to_new<'w, 'a>(
+        &mut self,
+        items: &mut std::slice::IterMut<'w, Work<'a>>,
+        gen: u64,
+        grew: &mut bool,
+    ) -> Option<&'w mut Work<'a>> {
+        for item in items.by_ref() {
+            if has_new_entries(item) {
+                return Some(item);
+            }
+            *grew |= self.merge_file(item, None, gen);
+        }
+        None
+    }
+
+    /// Merges one file: the values of its known entries, then (when its
+    /// header is sound) entries that fed nothing and the new ones `scan`
+    /// found; whether it holds a family it did not hold before.
+    fn merge_file(
+        &mut self,
+        item: &mut Work<'_>,
+        scan: Option<ScanView<'_, '_>>,
+        gen: u64,
+    ) -> bool {
+        let (map, header, parsed) = item;
+        // Entries bound before: one load and one add each, no branch.
+        let values = &mut self.accs.value;
+        for &(pos, slot) in &parsed.sums {
+            values[slot as usize] += map.load_value(pos as usize);
+        }
+        for &(pos, slot) in &parsed.others {
+            let (value, timestamp) = map.load(pos as usize);
+            self.accs.combine(slot, gen, value, timestamp);
+        }
+        match *header {
+            Some((name, used)) if scan.is_some() || !parsed.unbound.is_empty() => {
+                self.advance(map, name, used, scan, parsed, gen)
+            }
+            _ => false,
+        }
+    }
+
     /// Binds and merges the new entries of `map` (named `name`, `used` bytes
     /// in use) that `scanned` found, after looking again at the entries that
     /// fed nothing; whether the file holds a family it did not hold before.
@@ -774,7 +831,7 @@ impl MergeState {
         map: &MappedFile,
         name: &FileName,
         used: usize,
-        scanned: Option<ScannedFile<'_>>,
+        scanned: Option<ScanView<'_, '_>>,
         parsed: &mut Parsed,
         gen: u64,
     ) -> bool {
@@ -810,14 +867,14 @@ impl MergeState {
             }
         }
 
-        if let Some((scan, numbers, raw)) = scanned {
+        if let Some(scan) = scanned {
             parsed.sums.reserve(scan.entries.len());
-            for s in &scan.entries {
-                let key = numbers[s.key as usize];
+            for s in scan.entries {
+                let key = scan.numbers[s.key as usize];
                 let bound =
                     self.bind_entry(key, s.value_pos, s.value, s.timestamp, &file, parsed, gen);
                 if let Err(reason) = bound {
-                    let offset = s.value_pos - value_offset(raw[s.key as usize].len()) as u32;
+                    let offset = s.value_pos - value_offset(scan.raw[s.key as usize].len()) as u32;
                     bad.add(reason, offset, s.value_pos, parsed);
                 }
             }
@@ -1196,9 +1253,30 @@ struct FileContext<'a> {
     id: &'a str,
 }
 
-/// What a scan found in one file, with the scan's key numbers as the state
-/// numbers them and the keys' bytes.
-type ScannedFile<'a> = (FileScan, Arc<[u32]>, Arc<Vec<&'a [u8]>>);
+/// A mapped file being merged: its mapping, its name and bytes in use if
+/// its header is sound (its entries so far count either way), and what the
+/// merge state holds of it.
+type Work<'a> = (
+    &'a MappedFile,
+    Option<(&'a FileName, usize)>,
+    &'a mut Parsed,
+);
+
+/// Whether a file being merged has entries appended since the last scrape.
+fn has_new_entries((_, header, parsed): &Work<'_>) -> bool {
+    header.is_some_and(|(_, used)| used > parsed.upto)
+}
+
+/// What a scan found in one file: its entries, where parsing stopped and
+/// what stopped it; with the scan's key numbers as the state numbers them,
+/// and the keys' bytes.
+struct ScanView<'s, 'a> {
+    entries: &'s [Scanned],
+    end: usize,
+    problem: Option<ReadError>,
+    numbers: &'s [u32],
+    raw: &'s [&'a [u8]],
+}
 
 /// Entries of one file that fed nothing in this pass, and what stopped the
 /// parse.

@@ -44,28 +44,31 @@ pub(crate) struct FileScan {
 /// The distinct keys one thread met, numbered in the order it met them.
 pub(crate) struct Keys<'a> {
     table: HashTable<u32>,
+    // Each thread's table is private: any fixed hash will do.
+    hasher: foldhash::fast::FixedState,
     pub(crate) raw: Vec<&'a [u8]>,
     /// The key that followed each key last.
     next: Vec<u32>,
 }
 
 impl<'a> Keys<'a> {
-    fn new() -> Keys<'a> {
+    pub(crate) fn new() -> Keys<'a> {
         Keys {
             table: HashTable::new(),
+            hasher: foldhash::fast::FixedState::default(),
             raw: Vec::new(),
             next: Vec::new(),
         }
     }
 
     /// The number of `raw`, which probably is the one after `prev`.
-    fn intern(&mut self, raw: &'a [u8], prev: u32, hasher: &foldhash::fast::FixedState) -> u32 {
+    fn intern(&mut self, raw: &'a [u8], prev: u32) -> u32 {
         if let Some(&hint) = self.next.get(prev as usize) {
             if self.raw.get(hint as usize).is_some_and(|k| **k == *raw) {
                 return hint;
             }
         }
-        let hash = hasher.hash_one(raw);
+        let hash = self.hasher.hash_one(raw);
         let known = &self.raw;
         let key = match self.table.find(hash, |&k| *known[k as usize] == *raw) {
             Some(&key) => key,
@@ -73,7 +76,7 @@ impl<'a> Keys<'a> {
                 let key = self.raw.len() as u32;
                 self.raw.push(raw);
                 self.next.push(u32::MAX);
-                let known = &self.raw;
+                let (known, hasher) = (&self.raw, &self.hasher);
                 self.table
                     .insert_unique(hash, key, |&k| hasher.hash_one(known[k as usize]));
                 key
@@ -93,20 +96,15 @@ pub(crate) struct Job<'a> {
     pub(crate) to: usize,
 }
 
-/// Scans the jobs, in several threads when they hold many bytes; returns,
-/// per run of consecutive jobs, the keys met and each job's result, in job
-/// order.
-pub(crate) fn scan<'a>(jobs: &[Job<'a>]) -> Vec<(Keys<'a>, Vec<FileScan>)> {
+/// The jobs split into runs of consecutive jobs of about equal bytes, one
+/// per thread: several when the jobs hold megabytes, else one.
+pub(crate) fn runs<'j, 'a>(jobs: &'j [Job<'a>]) -> Vec<&'j [Job<'a>]> {
     let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_THREADS)
         .min(bytes / BYTES_PER_THREAD)
         .max(1);
-    if threads == 1 {
-        return vec![scan_run(jobs)];
-    }
-    // Runs of about equal bytes.
     let share = bytes.div_ceil(threads);
     let mut runs = Vec::with_capacity(threads);
     let (mut start, mut acc) = (0, 0);
@@ -118,61 +116,52 @@ pub(crate) fn scan<'a>(jobs: &[Job<'a>]) -> Vec<(Keys<'a>, Vec<FileScan>)> {
         }
     }
     runs.push(&jobs[start..]);
-    std::thread::scope(|scope| {
-        let others: Vec<_> = runs[1..]
-            .iter()
-            .map(|run| scope.spawn(move || scan_run(run)))
-            .collect();
-        let mut results = vec![scan_run(runs[0])];
-        for handle in others {
-            // A panic here is a bug in this module: pass it on as it is.
-            results.push(
-                handle
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            );
-        }
-        results
-    })
+    runs
 }
 
-/// Scans a run of jobs in this thread.
-fn scan_run<'a>(jobs: &[Job<'a>]) -> (Keys<'a>, Vec<FileScan>) {
-    // The same hash for every thread's table is not needed: each is private.
-    let hasher = foldhash::fast::FixedState::default();
+/// Scans a run of jobs (in a thread of its own); the keys met and each
+/// job's result, in job order.
+pub(crate) fn scan_run<'a>(jobs: &[Job<'a>]) -> (Keys<'a>, Vec<FileScan>) {
     let mut keys = Keys::new();
     let results = jobs
         .iter()
         .map(|job| {
-            let data = job.map.bytes();
-            let mut found = Vec::with_capacity((job.to - job.from) / 128);
-            let (mut end, mut problem) = (job.from, None);
-            let mut prev = u32::MAX;
-            for entry in entries(data, job.from, job.to) {
-                match entry {
-                    Ok(entry) => {
-                        prev = keys.intern(entry.key, prev, &hasher);
-                        let (value, timestamp) = job.map.load(entry.value_pos);
-                        found.push(Scanned {
-                            value_pos: entry.value_pos as u32,
-                            key: prev,
-                            value,
-                            timestamp,
-                        });
-                        end = entry.end();
-                    }
-                    Err(e) => {
-                        problem = Some(e);
-                        break;
-                    }
-                }
-            }
+            let mut entries = Vec::with_capacity((job.to - job.from) / 128);
+            let (end, problem) = scan_file(job, &mut keys, &mut entries);
             FileScan {
-                entries: found,
+                entries,
                 end,
                 problem,
             }
         })
         .collect();
     (keys, results)
+}
+
+/// Scans one job, appending its entries to `found` and numbering new keys
+/// in `keys`; where parsing stopped and what stopped it before the end.
+pub(crate) fn scan_file<'a>(
+    job: &Job<'a>,
+    keys: &mut Keys<'a>,
+    found: &mut Vec<Scanned>,
+) -> (usize, Option<ReadError>) {
+    let mut end = job.from;
+    let mut prev = u32::MAX;
+    for entry in entries(job.map.bytes(), job.from, job.to) {
+        match entry {
+            Ok(entry) => {
+                prev = keys.intern(entry.key, prev);
+                let (value, timestamp) = job.map.load(entry.value_pos);
+                found.push(Scanned {
+                    value_pos: entry.value_pos as u32,
+                    key: prev,
+                    value,
+                    timestamp,
+                });
+                end = entry.end();
+            }
+            Err(e) => return (end, Some(e)),
+        }
+    }
+    (end, None)
 }
