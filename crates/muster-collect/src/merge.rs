@@ -4,9 +4,10 @@
 //! Files only ever grow by appending entries, so a long-lived [`Collector`]
 //! remembers, per file, where each known entry's value is and which merged
 //! series it feeds. A scrape then parses only the entries appended since
-//! the last one and otherwise does one atomic load and one add per value.
-//! Keys are interned: a key's JSON is parsed once per distinct byte string,
-//! however many files hold it.
+//! the last one (read by [`crate::scan`], in several threads when there are
+//! megabytes of them) and otherwise does one atomic load and one add per
+//! value. Keys are interned: a key's JSON is parsed once per distinct byte
+//! string, however many files hold it.
 //!
 //! Whatever the collector knows is a function of the directory as it is now,
 //! so a long-lived collector says what a fresh one says:
@@ -23,10 +24,9 @@
 //!   memory follows what the directory holds, not what it ever held.
 
 use std::ffi::OsStr;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use std::hash::BuildHasher;
 
 use hashbrown::{HashMap, HashTable};
 use muster_store::format::value_offset;

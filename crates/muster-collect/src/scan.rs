@@ -96,8 +96,10 @@ pub(crate) struct Job<'a> {
     pub(crate) to: usize,
 }
 
-/// The jobs split into runs of consecutive jobs of about equal bytes, one
-/// per thread: several when the jobs hold megabytes, else one.
+/// The jobs split into runs of consecutive jobs, one per thread: several
+/// when the jobs hold megabytes, else one. The first run is for the thread
+/// that also binds every run's entries, so it gets half the bytes of each
+/// other run (with two threads, a third of them).
 pub(crate) fn runs<'j, 'a>(jobs: &'j [Job<'a>]) -> Vec<&'j [Job<'a>]> {
     let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
     let threads = std::thread::available_parallelism()
@@ -105,11 +107,12 @@ pub(crate) fn runs<'j, 'a>(jobs: &'j [Job<'a>]) -> Vec<&'j [Job<'a>]> {
         .min(MAX_THREADS)
         .min(bytes / BYTES_PER_THREAD)
         .max(1);
-    let share = bytes.div_ceil(threads);
+    let part = bytes.div_ceil(2 * threads - 1);
     let mut runs = Vec::with_capacity(threads);
     let (mut start, mut acc) = (0, 0);
     for (i, job) in jobs.iter().enumerate() {
         acc += job.to - job.from;
+        let share = if runs.is_empty() { part } else { 2 * part };
         if acc >= share && runs.len() + 1 < threads {
             runs.push(&jobs[start..=i]);
             (start, acc) = (i + 1, 0);
