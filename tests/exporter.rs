@@ -127,6 +127,18 @@ fn exporter_serves_a_python_directory_like_multiprocess_collector() {
     );
     let files = std::fs::read_dir(&dir).expect("dir").count() as f64;
     assert_eq!(sample_value(&body, "muster_exporter_files"), Some(files));
+    // Every merged sample but a histogram's `_count` is a series kept.
+    let series = sample_value(&body, "muster_exporter_series").expect("muster_exporter_series");
+    let merged = python_collect(&dir);
+    let counts = merged
+        .iter()
+        .filter(|s| s.split('"').nth(1).is_some_and(|n| n.ends_with("_count")))
+        .count();
+    assert!(
+        series >= (merged.len() - counts) as f64,
+        "{series} series kept for {} merged samples",
+        merged.len()
+    );
     let scrapes = sample_value(&body, "muster_exporter_scrape_duration_seconds_count")
         .expect("scrape duration histogram");
     assert!(scrapes >= 5.0, "5 scrapes so far, histogram says {scrapes}");
