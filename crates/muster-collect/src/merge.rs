@@ -269,8 +269,10 @@ struct Parsed {
     families: Vec<(u32, u32)>,
     /// The file's process id, interned (valid for the current state).
     pid: Option<u32>,
-    /// Why entries fed nothing in the last scrape.
-    key_problem: Option<String>,
+    /// What went wrong with the file's entries in the last scrape: one that
+    /// runs past `used` (the rest is read again next time), entries that fed
+    /// nothing.
+    entry_problem: Option<String>,
 }
 
 impl Parsed {
@@ -282,7 +284,7 @@ impl Parsed {
             unbound: Vec::new(),
             families: Vec::new(),
             pid: None,
-            key_problem: None,
+            entry_problem: None,
         }
     }
 
@@ -315,7 +317,7 @@ impl Tracked {
         self.open_problem
             .as_ref()
             .or(self.read_problem.as_ref())
-            .or(self.parsed.key_problem.as_ref())
+            .or(self.parsed.entry_problem.as_ref())
     }
 
     /// Reads the header (mapping the file again if it grew), so that the
@@ -884,7 +886,7 @@ impl MergeState {
         let keys = bad
             .first
             .map(|reason| format!("{} entries skipped: {reason}", bad.count));
-        parsed.key_problem = match (bad.read_problem, keys) {
+        parsed.entry_problem = match (bad.read_problem, keys) {
             (Some(read), Some(keys)) => Some(format!("{read}; {keys}")),
             (read, keys) => read.or(keys),
         };
