@@ -11,8 +11,9 @@
 //! (200 while the directory can be read, else 503). Besides the directory's metrics
 //! it exports its own: `muster_exporter_scrape_duration_seconds` (histogram),
 //! `muster_scrape_errors_total` (bad files skipped), `muster_exporter_files` (metric
-//! files in the directory at the last scrape) and
-//! `muster_exporter_scrape_failures_total` (scrapes that could not read the directory).
+//! files in the directory at the last scrape), `muster_exporter_series` (merged series
+//! it keeps state for) and `muster_exporter_scrape_failures_total` (scrapes that could
+//! not read the directory).
 //!
 //! `--web-config-file` takes the exporter-toolkit file that muster-server reads
 //! ([`muster_server::WebConfig`]): TLS for the listener, basic auth for `/metrics`
@@ -204,6 +205,14 @@ impl Scraper {
             MetricKind::Gauge(GaugeMode::LiveSum),
             "muster_exporter_files",
             self.collector.file_count() as f64,
+        );
+        set.push_simple(
+            "muster_exporter_series",
+            "Merged series the exporter keeps state for (those of files gone since, until \
+             it drops them): its memory follows this.",
+            MetricKind::Gauge(GaugeMode::LiveSum),
+            "muster_exporter_series",
+            self.collector.tracked_series() as f64,
         );
         set.push_simple(
             "muster_exporter_scrape_failures",

@@ -62,6 +62,12 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Demo { .. }) {
         muster_server::init_logging(&std::env::var("MUSTER_LOG").unwrap_or_else(|_| "info".into()));
     }
+    if matches!(
+        cli.command,
+        Command::Scrape { .. } | Command::Exporter(_) | Command::Push(_)
+    ) {
+        raise_open_file_limit();
+    }
     // Each command's error: the prefix of its message, the exit code and the message.
     let usage = |message: String| (2, message);
     let (prefix, result) = match cli.command {
@@ -91,6 +97,29 @@ fn main() -> ExitCode {
     })
 }
 
+/// Raises the soft limit on open files to the hard one: reading a directory
+/// keeps each of its files open and mapped, and the usual soft limit (1024
+/// under systemd) is below what a gunicorn directory can hold (files a
+/// collector cannot open are reported and tried again at each scrape, but
+/// never counted). This process does not use `select`, which the low soft
+/// limit protects.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let soft = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::debug!(soft, "cannot raise the limit on open files");
+            }
+        }
+    }
+}
+
 fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
     let format = match format {
         FormatArg::Text => Format::Text,
@@ -100,7 +129,11 @@ fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
     let mut set = collector.collect().map_err(|e| e.to_string())?;
     collector.append_own_metrics(&mut set);
     let body = encode(&set, format);
-    print_stdout(&body)
+    let printed = print_stdout(&body);
+    // The process exits now: freeing the merge state (every key, series and
+    // mapping) would only make a one-shot scrape slower.
+    std::mem::forget((collector, set, body));
+    printed
 }
 
 fn print_stdout(text: &str) -> Result<(), String> {

@@ -109,5 +109,7 @@ pub fn run(args: &PushArgs) -> Result<(), (u8, String)> {
         "pushed to {}",
         args.gateway
     );
+    // The process exits now: freeing the merge state would only take time.
+    std::mem::forget((collector, set));
     Ok(())
 }

@@ -127,6 +127,18 @@ fn exporter_serves_a_python_directory_like_multiprocess_collector() {
     );
     let files = std::fs::read_dir(&dir).expect("dir").count() as f64;
     assert_eq!(sample_value(&body, "muster_exporter_files"), Some(files));
+    // Every merged sample but a histogram's `_count` is a series kept.
+    let series = sample_value(&body, "muster_exporter_series").expect("muster_exporter_series");
+    let merged = python_collect(&dir);
+    let counts = merged
+        .iter()
+        .filter(|s| s.split('"').nth(1).is_some_and(|n| n.ends_with("_count")))
+        .count();
+    assert!(
+        series >= (merged.len() - counts) as f64,
+        "{series} series kept for {} merged samples",
+        merged.len()
+    );
     let scrapes = sample_value(&body, "muster_exporter_scrape_duration_seconds_count")
         .expect("scrape duration histogram");
     assert!(scrapes >= 5.0, "5 scrapes so far, histogram says {scrapes}");
@@ -417,5 +429,62 @@ fn exporter_serves_tls_and_basic_auth_from_the_web_config_file() {
             weak.to_str().expect("utf-8"),
         ],
         "weak.yml",
+    );
+}
+
+/// An exporter started with a low soft limit on open files (systemd's default
+/// is 1024, and the exporter keeps every file of the directory open and
+/// mapped) still reads a directory of more files than that: it raises its
+/// soft limit to the hard one. Its totals equal a fresh `muster scrape`.
+#[test]
+fn exporter_reads_more_files_than_its_soft_descriptor_limit() {
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::Ordering;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).expect("mkdir");
+    const FILES: u64 = 300;
+    let key = muster_store::encode_key("jobs", "jobs_total", &[], "Jobs done.");
+    for pid in 0..FILES {
+        let w = muster_store::writer::FileWriter::open(&dir.join(format!("counter_{pid}.db")))
+            .expect("write a counter file");
+        // SAFETY: the value word of an entry of `w`, which lives until the store is done.
+        unsafe { (*w.value_ptr(&key).expect("entry")).store(1f64.to_bits(), Ordering::Release) };
+    }
+    let mut cmd = muster();
+    cmd.env("MUSTER_LOG", "info")
+        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(&dir);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut p = Proc::start(
+        "muster exporter",
+        &mut cmd,
+        &tmp.path().join("exporter.log"),
+    );
+    let addr = p.wait_addr("listening addr=", START);
+    let (_, body) = scrape(addr, None, false);
+    assert_eq!(
+        sample_value(&body, "jobs_total"),
+        Some(FILES as f64),
+        "every file counted:\n{}",
+        p.log_text()
+    );
+    assert_eq!(sample_value(&body, "muster_scrape_errors_total"), Some(0.0));
+    assert_eq!(
+        sample_value(&common::muster_scrape(&dir, "text"), "jobs_total"),
+        Some(FILES as f64)
     );
 }

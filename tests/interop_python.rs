@@ -65,3 +65,61 @@ fn empty_directory() {
         common::assert_same(&expected, &got, &format!("empty directory, {format}"));
     }
 }
+
+/// prometheus_client 0.26 accepts metric and label names outside the legacy
+/// character set (`Counter('http.requests', ..., ['my.label'])`) and its
+/// exposition escapes them (`http_requests_total{my_label="x"}`); muster's
+/// must show the same names, parse with Python's parsers and with promtool.
+#[test]
+fn non_legacy_names_are_escaped_like_python() {
+    let dir = tempfile::tempdir().unwrap();
+    python_write(dir.path(), &["names"]);
+    assert_matches_python(dir.path(), BOTH, "python names");
+    let text = String::from_utf8(common::muster_scrape(dir.path(), "text")).unwrap();
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",my_label=\"x\"} 6.0\n"),
+        "{text}"
+    );
+    let out = common::run_with_input(
+        std::process::Command::new(common::promtool()).args(["check", "metrics"]),
+        text.as_bytes(),
+        std::time::Duration::from_secs(60),
+    );
+    // 0: clean; 3: lint findings only (this scenario's names draw some).
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "promtool could not parse the exposition:\n{}\n{text}",
+        common::output_text(&out)
+    );
+}
+
+/// A gauge with a user label named `pid`: in `all`/`liveall` mode the
+/// process id replaces it (Python lets the process's pid win), in the other
+/// modes the merge drops it; a counter keeps it.
+#[test]
+fn user_pid_labels_merge_like_python() {
+    let dir = tempfile::tempdir().unwrap();
+    python_write(dir.path(), &["pid_labels"]);
+    assert_matches_python(dir.path(), BOTH, "python pid labels");
+}
+
+/// Python splits a file's base name on `_`: the type is part 0, a gauge's mode
+/// part 1 and its pid part 2 without its last 3 characters. Files whose id
+/// holds `_` are read the same way, not skipped as foreign.
+#[test]
+fn file_ids_with_underscores_are_read_like_python() {
+    let dir = tempfile::tempdir().unwrap();
+    python_write(dir.path(), &["types"]);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let stem = name.strip_suffix(".db").unwrap();
+        let renamed = if name.starts_with("gauge_") {
+            format!("{stem}_node.db") // gauge_all_1234_node.db: Python's pid is "1"
+        } else {
+            let (kind, id) = stem.split_once('_').unwrap();
+            format!("{kind}_web_{id}.db") // counter_web_1234.db
+        };
+        std::fs::rename(dir.path().join(&name), dir.path().join(renamed)).unwrap();
+    }
+    assert_matches_python(dir.path(), BOTH, "python files with `_` in their ids");
+}

@@ -26,6 +26,16 @@ def scrape(path):
     return generate_latest(registry)
 
 
+def timed_scrape(path):
+    """One scrape after a garbage collection: (wall seconds, CPU seconds of
+    this thread)."""
+    gc.collect()
+    c0 = time.thread_time()
+    t0 = time.perf_counter()
+    scrape(path)
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("dir")
@@ -39,12 +49,9 @@ def main():
             f.write(body)
     runs, cpu_runs = [], []
     for _ in range(a.runs):
-        gc.collect()
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        scrape(a.dir)
-        runs.append(time.perf_counter() - t0)
-        cpu_runs.append(time.thread_time() - c0)
+        wall, cpu = timed_scrape(a.dir)
+        runs.append(wall)
+        cpu_runs.append(cpu)
     result = {
         "runs": runs,
         "median": statistics.median(runs),

@@ -250,6 +250,39 @@ def http_section(w, res, machine):
             w("")
 
 
+def oneshot_section(w, res, workers):
+    """A whole `muster scrape` process against Python's collector in process,
+    alternating in one run (scripts/bench.d/cold_scrape.py)."""
+    rows = [(W, load(os.path.join(res, "oneshot_w%s.json" % W))) for W in workers]
+    rows = [(W, r) for W, r in rows if r]
+    if not rows:
+        return
+    w("### One-shot scrape: a whole `muster scrape` process")
+    w("")
+    w("What `muster scrape` and `muster push` do, and an exporter's first scrape: start,")
+    w("read every entry of every file, merge, encode, exit. Measured by")
+    w("`.venv/bin/python scripts/bench.d/cold_scrape.py DIR target/release/muster --runs RUNS`")
+    w("([source](../scripts/bench.d/cold_scrape.py)): runs alternate between Python (a fresh")
+    w("`MultiProcessCollector` + `generate_latest`, in process) and a `muster scrape --dir DIR`")
+    w("child process (spawn to exit, wall clock), after one warm-up each, so other load on")
+    w("the machine falls on both alike. muster reads the entries of a directory this big in")
+    w("two threads (both cores here), so its CPU time exceeds its wall time when the machine")
+    w("is quiet.")
+    w("")
+    w("| workers | lines | runs | Python wall (CPU) | muster process wall (CPU) | Python / muster, wall |")
+    w("|---|---|---|---|---|---|")
+    for W, r in rows:
+        w("| %s | %s | %d | %s (%s) | %s (%s) | **%s** |" % (
+            W, "{:,}".format(r.get("lines", 0)), r.get("runs", 0),
+            fmt_ms(r["python_wall_median"] * 1e9), fmt_ms(r["python_cpu_median"] * 1e9),
+            fmt_ms(r["muster_wall_median"] * 1e9), fmt_ms(r["muster_cpu_median"] * 1e9),
+            ratio(r["python_wall_median"] * 1e9, r["muster_wall_median"] * 1e9)))
+    w("")
+    w("Issue target: on the 64-worker directory, the whole `muster scrape` process at least")
+    w("50x faster than Python's collector in process, aim 100x.")
+    w("")
+
+
 def exporter_section(w, res, recycles):
     e = section(w, res, "exporter.json",
                 "`muster exporter` vs Python's multiprocess metrics server, over HTTP",
@@ -544,8 +577,10 @@ def main():
         w("")
         w("Python and muster in process are measured in CPU time of the scraping thread")
         w("(user + system: Python's `time.thread_time`, criterion with `CLOCK_THREAD_CPUTIME_ID`),")
-        w("which other load on a shared machine disturbs less than wall-clock time; both are")
-        w("single-threaded, so on a quiet machine CPU time and wall time agree. Python's wall")
+        w("which other load on a shared machine disturbs less than wall-clock time. Python and a")
+        w("warm scrape are single-threaded, so on a quiet machine their CPU time and wall time")
+        w("agree; a cold scrape of megabytes of entries reads them in several threads, whose")
+        w("time the thread's clock does not count (the one-shot table below does). Python's wall")
         w("time and the CLI (a whole process, wall-clock, and user + system from hyperfine)")
         w("are shown too.")
         w("")
@@ -598,6 +633,7 @@ def main():
             w("| %s | %s | %s | %s | %s | %s |" % (
                 W, g("collect_cold"), g("collect_warm"), g("encode"), g("scrape_cold"), g("scrape_warm")))
         w("")
+        oneshot_section(w, res, workers)
         if checks:
             w("Correctness check in the same run (`scripts/bench.d/compare.py`): muster's samples")
             w("equal Python's for every directory, order and float formatting aside:")

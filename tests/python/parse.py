@@ -30,6 +30,29 @@ from prometheus_client.utils import floatToGoString  # noqa: E402
 OWN_FAMILIES = {"muster_scrape_errors"}
 
 
+def parsed(text, fmt, canonical_le=False):
+    """(samples, families) of an exposition in `fmt` (`text` or
+    `openmetrics`), as canonical lines; raises if it does not parse."""
+    parser = parse_text if fmt == "text" else parse_openmetrics
+    lines, meta = [], []
+    seen_families = set()
+    for family in parser(text):
+        if family.name in OWN_FAMILIES:
+            continue
+        if family.name in seen_families:
+            raise ValueError(f"family {family.name!r} appears twice in the exposition")
+        seen_families.add(family.name)
+        meta.append(meta_line(family.name, family.type, family.documentation))
+        for s in family.samples:
+            if s.name.endswith("_created"):
+                continue
+            labels = dict(s.labels)
+            if canonical_le and "le" in labels:
+                labels["le"] = floatToGoString(float(labels["le"]))
+            lines.append(sample_line(s.name, labels, s.value))
+    return lines, meta
+
+
 def main():
     args = sys.argv[1:]
     meta = "--meta" in args
@@ -38,26 +61,11 @@ def main():
     if len(args) != 1 or args[0] not in ("text", "openmetrics"):
         sys.exit(__doc__)
     text = sys.stdin.buffer.read().decode("utf-8")
-    parser = parse_text if args[0] == "text" else parse_openmetrics
-    lines = []
-    seen_families = set()
-    for family in parser(text):
-        if family.name in OWN_FAMILIES:
-            continue
-        if family.name in seen_families:
-            sys.exit(f"family {family.name!r} appears twice in the exposition")
-        seen_families.add(family.name)
-        if meta:
-            lines.append(meta_line(family.name, family.type, family.documentation))
-            continue
-        for s in family.samples:
-            if s.name.endswith("_created"):
-                continue
-            labels = dict(s.labels)
-            if canonical_le and "le" in labels:
-                labels["le"] = floatToGoString(float(labels["le"]))
-            lines.append(sample_line(s.name, labels, s.value))
-    dump_samples(lines, sys.stdout)
+    try:
+        samples, families = parsed(text, args[0], canonical_le)
+    except ValueError as e:
+        sys.exit(f"the {args[0]} parser rejected the exposition: {e}")
+    dump_samples(families if meta else samples, sys.stdout)
 
 
 if __name__ == "__main__":

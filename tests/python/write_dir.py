@@ -14,6 +14,10 @@ Scenarios (metric names differ, so several can share a directory):
   realistic  a web app: 4 processes x 30 routes x methods x statuses
   negative   a histogram with negative bucket bounds (text format only)
   special    +Inf, -Inf, NaN, huge and tiny values, -0.0, zero increments
+  names      metric and label names outside [a-zA-Z_:][a-zA-Z0-9_:]*, which
+             prometheus_client 0.26 accepts (dots, non-ASCII, leading digits)
+  pid_labels gauges of every kind of merge with a user label named `pid`
+             (the process id replaces it, or the merge drops it), a counter too
   hammer     (with --seconds S) 2 processes update a counter, a histogram
              and new series for S seconds and print what they did as JSON lines
 
@@ -226,6 +230,50 @@ def scenario_hammer(i, n, seconds):
                       "py_hammer_series": created}), flush=True)
 
 
+def scenario_names(i, n):
+    c = Counter("http.requests", "Requests, with a dotted name.", ["my.label", "method"],
+                registry=None)
+    c.labels("x", "GET").inc(i + 1)
+    c.labels(f"own{i}", "POST").inc(0.5)
+    Counter("a:b", "A legacy name with a colon.", ["l"], registry=None).labels("1").inc()
+    Counter("caf\u00e9.visits", "Non-ASCII names.", ["\u00fcn\u00ef", "0digit"],
+            registry=None).labels("v", "w").inc(2)
+    Counter("1st.metric", "A name starting with a digit.", registry=None).inc()
+    Gauge("temp.\u00b0C", "A gauge with a symbol.", ["sensor.id"], registry=None,
+          multiprocess_mode="max").labels("s1").set(20 + i)
+    Gauge("pod.info", "A per-process gauge with a dotted label.", ["pod.name"],
+          registry=None, multiprocess_mode="all").labels(f"pod-{i}").set(1)
+    h = Histogram("req.latency.seconds", "A dotted histogram.", ["route.name"],
+                  buckets=[0.5, 1], registry=None)
+    h.labels("/a").observe(0.25)
+    h.labels("/a").observe(0.75 + i)
+    Summary("payload.size", "A dotted summary.", ["kind-of"], registry=None).labels(
+        "\U0001F600").observe(4)
+
+
+def scenario_pid_labels(i, n):
+    g = Gauge("g_pid_all", "All, with a pid label.", ["pid", "shard"], registry=None,
+              multiprocess_mode="all")
+    g.labels("user", "a").set(i)
+    # Two series that differ only in `pid`: the process id replaces both.
+    g.labels("x", "z").set(1)
+    g.labels("y", "z").set(2 + i)
+    Gauge("g_pid_liveall", "Liveall, with a pid label.", ["pid"], registry=None,
+          multiprocess_mode="liveall").labels("user").set(i + 0.5)
+    s = Gauge("g_pid_sum", "Sum, with a pid label.", ["pid"], registry=None,
+              multiprocess_mode="sum")
+    s.labels("a").set(1)
+    s.labels("b").set(2)
+    Gauge("g_pid_max", "Max, with a pid label.", ["pid", "k"], registry=None,
+          multiprocess_mode="max").labels(str(i), "k").set(i)
+    Gauge("g_pid_livemin", "Livemin, with a pid label.", ["pid"], registry=None,
+          multiprocess_mode="livemin").labels(str(i)).set(-i)
+    Gauge("g_pid_mostrecent", "Mostrecent, with a pid label.", ["pid"], registry=None,
+          multiprocess_mode="mostrecent").labels(str(i)).set(i)
+    Counter("c_pid", "A counter keeps its pid label.", ["pid"], registry=None).labels(
+        "user").inc()
+
+
 SCENARIOS = {
     "types": (3, scenario_types),
     "hostile": (3, scenario_hostile),
@@ -233,6 +281,8 @@ SCENARIOS = {
     "realistic": (4, scenario_realistic),
     "special": (2, scenario_special),
     "negative": (2, scenario_negative),
+    "names": (3, scenario_names),
+    "pid_labels": (3, scenario_pid_labels),
 }
 
 

@@ -14,7 +14,11 @@
 //!
 //! Times are CPU time of the benchmarking thread (user + system,
 //! `CLOCK_THREAD_CPUTIME_ID`), so other load on a shared machine counts less;
-//! `MUSTER_BENCH_CLOCK=wall` measures wall-clock time instead.
+//! `MUSTER_BENCH_CLOCK=wall` measures wall-clock time instead. A cold
+//! collect of megabytes of entries reads them in several threads (see
+//! `muster_collect`'s scan), whose time the benchmarking thread's clock does
+//! not count: compare cold scrapes in wall-clock time
+//! (`scripts/bench.d/cold_scrape.py` times the whole `muster scrape`).
 //!
 //! Without the variable, a small directory is generated with muster's own
 //! writer so the bench still runs.

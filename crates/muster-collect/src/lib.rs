@@ -16,11 +16,15 @@
 
 pub mod compact;
 mod encode;
+mod key;
+mod listing;
 mod merge;
 mod model;
+mod names;
 mod parse;
 pub mod push;
 mod registry;
+mod scan;
 
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};

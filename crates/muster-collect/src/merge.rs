@@ -4,23 +4,47 @@
 //! Files only ever grow by appending entries, so a long-lived [`Collector`]
 //! remembers, per file, where each known entry's value is and which merged
 //! series it feeds. A scrape then parses only the entries appended since
-//! the last one and otherwise does one atomic load and one add per value.
-//! A key's JSON is parsed once per distinct key, not once per file.
+//! the last one (read by [`crate::scan`], in several threads when there are
+//! megabytes of them) and otherwise does one atomic load and one add per
+//! value. Keys are interned: a key's JSON is parsed once per distinct byte
+//! string, however many files hold it.
+//!
+//! Whatever the collector knows is a function of the directory as it is now,
+//! so a long-lived collector says what a fresh one says:
+//!
+//! - a family has the type and help of the first file (in sorted order)
+//!   that holds it, and a gauge family the mode of the last such gauge
+//!   file; when files appearing or vanishing change that, the merge state
+//!   is rebuilt from the files;
+//! - a file that could not be opened, and an entry that fed nothing (its key
+//!   did not parse, or its family has another type), are looked at again at
+//!   every scrape;
+//! - the state of files that are gone is dropped: once the entries released
+//!   outnumber the live ones, the state is rebuilt from the live files, so
+//!   memory follows what the directory holds, not what it ever held.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::DirEntryExt;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
+use muster_store::format::value_offset;
 use muster_store::reader::{entries, MappedFile, ReadError};
-use muster_store::{FileKind, FileName, GaugeMode, Key};
+use muster_store::{FileKind, FileName, GaugeMode};
 
+use crate::key::{parse_key, ParsedKey};
+use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::scan::{runs, scan_file, scan_run, Job, Keys, Scanned};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
 type LabelPairs = Vec<(String, String)>;
+
+/// Released entries the state may hold before it is rebuilt, however few
+/// the live ones are.
+const PRUNE_MIN_ENTRIES: usize = 1024;
 
 /// Why a scrape could not run at all (bad files never cause this).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +86,16 @@ impl Op {
     }
 }
 
+/// The family type a file of `kind` holds.
+fn metric_kind(kind: FileKind) -> MetricKind {
+    match kind {
+        FileKind::Counter => MetricKind::Counter,
+        FileKind::Gauge(mode) => MetricKind::Gauge(mode),
+        FileKind::Histogram => MetricKind::Histogram,
+        FileKind::Summary => MetricKind::Summary,
+    }
+}
+
 /// Merged values, one slot per output series (or histogram bucket).
 #[derive(Default)]
 struct Accumulators {
@@ -83,16 +117,6 @@ impl Accumulators {
         self.seen.push(0);
         self.contributors.push(0);
         (self.op.len() - 1) as u32
-    }
-
-    /// Forgets what a file's entries fed into the merge (the file is gone,
-    /// or starts over).
-    fn release(&mut self, sums: &mut Vec<(u32, u32)>, others: &mut Vec<(u32, u32)>) {
-        for &(_, slot) in sums.iter() {
-            self.contributors[slot as usize] -= 1;
-        }
-        sums.clear();
-        others.clear();
     }
 
     fn is_sum(&self, slot: u32) -> bool {
@@ -161,21 +185,57 @@ enum Item {
 }
 
 struct Family {
+    /// The name as shown (escaped).
     name: Arc<str>,
     help: Arc<str>,
-    kind: MetricKind,
+    /// The type its series were made for; `None` until an entry feeds it.
+    kind: Option<MetricKind>,
+    total_name: Arc<str>,
     bucket_name: Arc<str>,
     count_name: Arc<str>,
+    sum_name: Arc<str>,
     items: Vec<Item>,
 }
 
-/// A distinct key, parsed.
+impl Family {
+    /// `sample` as an `Arc`, shared with the family's names when it is one.
+    fn sample_name(&self, sample: &str) -> Arc<str> {
+        [
+            &self.name,
+            &self.total_name,
+            &self.bucket_name,
+            &self.sum_name,
+            &self.count_name,
+        ]
+        .into_iter()
+        .find(|n| ***n == *sample)
+        .cloned()
+        .unwrap_or_else(|| sample.into())
+    }
+}
+
+/// A distinct key, parsed; names as shown (escaped).
 struct KeyInfo {
     family: u32,
     sample: Arc<str>,
-    labels: Vec<(String, String)>,
-    /// The slot, when it does not depend on the process.
-    slot: Option<u32>,
+    /// All labels, sorted by name.
+    labels: LabelPairs,
+    help: Arc<str>,
+    /// Where `le` is in `labels`.
+    le: Option<usize>,
+    /// Where `pid` is in `labels`.
+    pid: Option<usize>,
+}
+
+impl KeyInfo {
+    /// The labels without the one at `skip`.
+    fn labels_without(&self, skip: Option<usize>) -> LabelPairs {
+        let mut labels = self.labels.clone();
+        if let Some(i) = skip {
+            labels.remove(i);
+        }
+        labels
+    }
 }
 
 /// What we know of one file of the directory.
@@ -183,25 +243,153 @@ struct Tracked {
     ino: u64,
     name: Option<FileName>,
     map: Option<MappedFile>,
+    /// Why the file could not be opened; it is tried again at every scrape.
+    open_problem: Option<String>,
+    /// The bytes in use at this scrape; `None` when the header cannot be read.
+    used: Option<usize>,
+    /// What went wrong reading the file in the last scrape.
+    read_problem: Option<String>,
+    parsed: Parsed,
+    logged: bool,
+}
+
+/// What the merge state holds of one file's entries.
+struct Parsed {
     /// Entries are parsed up to here (an entry boundary).
-    parsed_upto: usize,
+    upto: usize,
     /// (value offset, slot) of every entry that feeds a sum slot.
     sums: Vec<(u32, u32)>,
     /// (value offset, slot) of every other entry that feeds the merge.
     others: Vec<(u32, u32)>,
-    /// The file's process id, interned.
-    id: u32,
-    /// What went wrong reading the file in the last scrape.
-    read_problem: Option<String>,
-    /// Entries skipped for good because their key is bad.
-    key_problem: Option<String>,
-    logged: bool,
+    /// (entry offset, value offset) of entries that feed nothing (yet); they
+    /// are looked at again at every scrape.
+    unbound: Vec<(u32, u32)>,
+    /// The families of the file's entries, each with the key of its first
+    /// entry, in the order they first appear.
+    families: Vec<(u32, u32)>,
+    /// The file's process id, interned (valid for the current state).
+    pid: Option<u32>,
+    /// What went wrong with the file's entries in the last scrape: one that
+    /// runs past `used` (the rest is read again next time), entries that fed
+    /// nothing.
+    entry_problem: Option<String>,
+}
+
+impl Parsed {
+    fn new() -> Parsed {
+        Parsed {
+            upto: muster_store::format::HEADER_SIZE,
+            sums: Vec::new(),
+            others: Vec::new(),
+            unbound: Vec::new(),
+            families: Vec::new(),
+            pid: None,
+            entry_problem: None,
+        }
+    }
+
+    /// Entries the state holds for this file.
+    fn entry_count(&self) -> usize {
+        self.sums.len() + self.others.len() + self.unbound.len()
+    }
 }
 
 impl Tracked {
-    fn problem(&self) -> Option<&String> {
-        self.read_problem.as_ref().or(self.key_problem.as_ref())
+    /// A newly listed file, not opened yet.
+    fn new(ino: u64, name: &OsStr) -> Tracked {
+        let parsed = name.to_str().and_then(FileName::parse);
+        let open_problem = parsed
+            .is_none()
+            .then(|| "not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".to_owned());
+        Tracked {
+            ino,
+            name: parsed,
+            map: None,
+            open_problem,
+            used: None,
+            read_problem: None,
+            parsed: Parsed::new(),
+            logged: false,
+        }
     }
+
+    fn problem(&self) -> Option<&String> {
+        self.open_problem
+            .as_ref()
+            .or(self.read_problem.as_ref())
+            .or(self.parsed.entry_problem.as_ref())
+    }
+
+    /// Reads the header (mapping the file again if it grew), so that the
+    /// mapping stays put while entries are read; a file rewritten from
+    /// scratch under the same inode starts over.
+    fn check_header(&mut self, state: &mut MergeState) {
+        self.used = None;
+        self.read_problem = None;
+        let Some(map) = &mut self.map else {
+            return;
+        };
+        let mut used = map.used();
+        if used.is_err() {
+            // The file may have grown since it was mapped (or been empty).
+            if let Err(e) = map.remap() {
+                self.read_problem = Some(e.to_string());
+                return;
+            }
+            used = map.used();
+        }
+        match used {
+            Ok(used) => {
+                if used < self.parsed.upto {
+                    state.release(&mut self.parsed);
+                }
+                self.used = Some(used);
+            }
+            Err(e) => self.read_problem = Some(e.to_string()),
+        }
+    }
+}
+
+/// Everything derived from the files' entries; rebuilt from the files when it
+/// must change in a way an update cannot express (see the module docs).
+#[derive(Default)]
+struct MergeState {
+    /// Distinct keys (their numbers), by the hash of their bytes.
+    keys: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// By key number: its bytes and what they say.
+    key_raw: Vec<Box<[u8]>>,
+    key_info: Vec<Result<KeyInfo, Arc<str>>>,
+    /// By key number, what the hot loop needs (12 bytes a key, so the table
+    /// stays in the CPU's cache).
+    key_bind: Vec<KeyBind>,
+    families: Vec<Family>,
+    family_index: FastMap<Arc<str>, u32>,
+    /// Types to give families when they are made: the resolution that made
+    /// the state be rebuilt.
+    preset: FastMap<Arc<str>, MetricKind>,
+    series: Vec<Series>,
+    /// (family, sample name, labels) to slot.
+    series_index: FastMap<(u32, Arc<str>, Arc<Labels>), u32>,
+    histograms: Vec<HistogramSeries>,
+    histogram_index: FastMap<(u32, LabelPairs), u32>,
+    /// Bucket bounds as `le` shows them (a few distinct ones, many buckets).
+    bound_text: FastMap<u64, String>,
+    /// A per-process gauge's series without the process: (family, sample
+    /// name, labels but `pid`) to its number, and by number the sample name
+    /// and labels; by key number, the key's (or [`NONE`]).
+    templates: FastMap<(u32, Arc<str>, LabelPairs), u32>,
+    template_list: Vec<(Arc<str>, LabelPairs)>,
+    key_template: Vec<u32>,
+    /// (template, interned process id) to slot.
+    per_process: FastMap<(u32, u32), u32>,
+    ids: FastMap<Box<str>, u32>,
+    accs: Accumulators,
+    /// Marks for [`MergeState::note_family`]: the pass that last noted each family.
+    family_mark: Vec<u64>,
+    mark: u64,
+    /// Entries of files released (gone, or started over) since the state was built.
+    released: usize,
 }
 
 /// Merges a multiprocess directory; keep one alive to scrape incrementally.
@@ -209,19 +397,7 @@ pub struct Collector {
     dir: PathBuf,
     /// Known files, sorted by name.
     files: Vec<(Box<OsStr>, Tracked)>,
-    keys: FastMap<Box<[u8]>, Result<u32, String>>,
-    key_info: Vec<KeyInfo>,
-    families: Vec<Family>,
-    family_index: FastMap<Arc<str>, u32>,
-    series: Vec<Series>,
-    /// (family, sample name, labels) to slot.
-    series_index: FastMap<(u32, Arc<str>, LabelPairs), u32>,
-    histograms: Vec<HistogramSeries>,
-    histogram_index: FastMap<(u32, LabelPairs), u32>,
-    /// (key, interned process id) to slot, for per-process gauges.
-    per_process: FastMap<(u32, u32), u32>,
-    ids: FastMap<Box<str>, u32>,
-    accs: Accumulators,
+    state: MergeState,
     gen: u64,
     errors_total: u64,
     last_errors: Vec<(String, String)>,
@@ -233,17 +409,7 @@ impl Collector {
         Collector {
             dir: dir.into(),
             files: Vec::new(),
-            keys: FastMap::default(),
-            key_info: Vec::new(),
-            families: Vec::new(),
-            family_index: FastMap::default(),
-            series: Vec::new(),
-            series_index: FastMap::default(),
-            histograms: Vec::new(),
-            histogram_index: FastMap::default(),
-            per_process: FastMap::default(),
-            ids: FastMap::default(),
-            accs: Accumulators::default(),
+            state: MergeState::default(),
             gen: 0,
             errors_total: 0,
             last_errors: Vec::new(),
@@ -261,15 +427,16 @@ impl Collector {
         self.errors_total
     }
 
-    /// Adds `muster_scrape_errors_total`, this collector's count of skipped
-    /// bad files, to `set` (for a process that scrapes alone, such as the
-    /// exporter; workers of one server count into a shared counter instead).
+    /// Adds this collector's count of skipped bad files to
+    /// `muster_scrape_errors_total` in `set` (for a process that scrapes
+    /// alone, such as the exporter; workers of one server count into a shared
+    /// counter instead). When the directory already holds that family (the
+    /// files of a muster server do), the count is added to it: the family
+    /// appears once.
     pub fn append_own_metrics(&self, set: &mut MetricSet) {
-        set.push_simple(
+        set.add_to_counter(
             "muster_scrape_errors",
             "Times a scrape skipped a bad multiprocess file (or a bad part of one).",
-            MetricKind::Counter,
-            "muster_scrape_errors_total",
             self.errors_total as f64,
         );
     }
@@ -278,6 +445,12 @@ impl Collector {
     /// included.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// How many merged series this collector keeps state for, those of
+    /// files gone since included until it drops them.
+    pub fn tracked_series(&self) -> usize {
+        self.state.series.len()
     }
 
     /// The bad files of the last scrape: (file name, problem).
@@ -291,26 +464,25 @@ impl Collector {
     /// and counted in [`Collector::errors_total`]; only an unreadable
     /// directory is an error.
     pub fn collect(&mut self) -> Result<MetricSet, CollectError> {
-        self.sync_files()?;
-        self.gen += 1;
-        self.last_errors.clear();
-        let gen = self.gen;
-        // Sum slots start from zero and are absent when no entry feeds them.
-        self.accs.value.fill(0.0);
-        let mut files = std::mem::take(&mut self.files);
-        for (name, tracked) in &mut files {
-            self.advance(tracked);
-            if let Some(map) = &tracked.map {
-                // Most entries: one load and one add, no branch.
-                let values = &mut self.accs.value;
-                for &(pos, slot) in &tracked.sums {
-                    values[slot as usize] += map.load_value(pos as usize);
-                }
-                for &(pos, slot) in &tracked.others {
-                    let (value, timestamp) = map.load(pos as usize);
-                    self.accs.combine(slot, gen, value, timestamp);
-                }
+        let mut changed = self.sync_files()?;
+        let live: usize = self.files.iter().map(|(_, t)| t.parsed.entry_count()).sum();
+        if self.state.released > live.max(PRUNE_MIN_ENTRIES) {
+            let kinds = self.state.current_kinds();
+            self.rebuild(kinds);
+            changed = true;
+        }
+        changed |= self.merge_files();
+        if changed {
+            if let Some(resolved) = self.resolve() {
+                // A family's type or mode is not what its series were made
+                // for: make them again, from the files, with the right one.
+                self.rebuild(resolved);
+                self.merge_files();
+                self.resolve();
             }
+        }
+        self.last_errors.clear();
+        for (name, tracked) in &mut self.files {
             if let Some(problem) = tracked.problem().cloned() {
                 self.errors_total += 1;
                 let file = name.to_string_lossy().into_owned();
@@ -321,52 +493,153 @@ impl Collector {
                 self.last_errors.push((file, problem));
             }
         }
-        self.files = files;
         Ok(self.snapshot())
     }
 
-    /// Brings the file table in line with the directory listing.
-    fn sync_files(&mut self) -> Result<(), CollectError> {
-        let dir_err = |source| CollectError::Dir {
-            path: self.dir.clone(),
-            source,
+    /// One pass over the files: reads the entries each appended since the
+    /// last scrape ([`crate::scan`]) and, file by file in sorted order, merges
+    /// the values of its known entries, looks again at entries that fed
+    /// nothing, and binds and merges the new ones. Whether a file holds a
+    /// family it did not hold before.
+    ///
+    /// When there are megabytes of new entries (a first scrape), the files
+    /// are split into runs: this thread scans and binds the first run file
+    /// by file (each file's entries still in the cache when they are bound),
+    /// while threads of their own scan the others, which are bound after.
+    fn merge_files(&mut self) -> bool {
+        self.gen += 1;
+        let gen = self.gen;
+        let state = &mut self.state;
+        for (_, tracked) in &mut self.files {
+            tracked.check_header(state);
+        }
+        // Sum slots start from zero and are absent when no entry feeds them.
+        state.accs.value.fill(0.0);
+        let mut work: Vec<Work<'_>> = self
+            .files
+            .iter_mut()
+            .filter_map(|(_, t)| {
+                let header = t.name.as_ref().zip(t.used);
+                Some((t.map.as_ref()?, header, &mut t.parsed))
+            })
+            .collect();
+        let jobs: Vec<Job<'_>> = work
+            .iter()
+            .filter(|work| has_new_entries(work))
+            .map(|(map, header, parsed)| Job {
+                map,
+                from: parsed.upto,
+                to: header.map_or(parsed.upto, |(_, used)| used),
+            })
+            .collect();
+        let mut grew = false;
+        let mut items = work.iter_mut();
+        let runs = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            runs(&jobs)
         };
+        std::thread::scope(|scope| {
+            let Some((first, others)) = runs.split_first() else {
+                return;
+            };
+            let helpers: Vec<_> = others
+                .iter()
+                .map(|run| scope.spawn(move || scan_run(run)))
+                .collect();
+            let (mut keys, mut numbers, mut found) = (Keys::new(), Vec::new(), Vec::new());
+            for job in *first {
+                let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
+                    break;
+                };
+                found.clear();
+                let (end, problem) = scan_file(job, &mut keys, &mut found);
+                while numbers.len() < keys.raw.len() {
+                    numbers.push(state.intern_key(keys.raw[numbers.len()]));
+                }
+                let scan = ScanView {
+                    entries: &found,
+                    end,
+                    problem,
+                    numbers: &numbers,
+                    raw: &keys.raw,
+                };
+                grew |= state.merge_file(item, Some(scan), gen);
+            }
+            for helper in helpers {
+                // A panic in a scan thread is a bug: pass it on as it is.
+                let (keys, results) = helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                let numbers: Vec<u32> = keys.raw.iter().map(|raw| state.intern_key(raw)).collect();
+                for result in results {
+                    let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
+                        break;
+                    };
+                    let scan = ScanView {
+                        entries: &result.entries,
+                        end: result.end,
+                        problem: result.problem,
+                        numbers: &numbers,
+                        raw: &keys.raw,
+                    };
+                    grew |= state.merge_file(item, Some(scan), gen);
+                }
+            }
+        });
+        for item in items {
+            grew |= state.merge_file(item, None, gen);
+        }
+        grew
+    }
+
+    /// Brings the file table in line with the directory listing; whether
+    /// files appeared, vanished or could be opened at last.
+    fn sync_files(&mut self) -> Result<bool, CollectError> {
         // A compaction (compact.rs) renames and unlinks files: list and open
         // them while none runs.
         let guard = crate::compact::ReadGuard::acquire(&self.dir);
-        let listing = std::fs::read_dir(&self.dir).map_err(dir_err)?;
-        let mut present: Vec<(Box<OsStr>, u64)> = Vec::with_capacity(self.files.len());
-        for entry in listing {
-            let entry = entry.map_err(dir_err)?;
-            let name = entry.file_name();
-            let bytes = name.as_encoded_bytes();
-            if !bytes.ends_with(b".db") || bytes.starts_with(b".") {
-                continue;
-            }
-            present.push((name.into_boxed_os_str(), entry.ino()));
-        }
-        present.sort_unstable();
+        let listing = list_metric_files(&self.dir).map_err(|source| CollectError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
         // Both lists are sorted by name: keep a known file when its name and
         // inode are still listed, open the rest. (The open descriptor keeps
         // a deleted file's inode from being reused, so a replaced file always
         // shows a new inode.)
         let mut known = std::mem::take(&mut self.files).into_iter().peekable();
-        let mut files = Vec::with_capacity(present.len());
-        let mut gone = Vec::new();
-        for (name, ino) in present {
-            while let Some((_, old)) = known.next_if(|(k, _)| *k < name) {
-                gone.push(old);
+        let mut files = Vec::with_capacity(listing.len());
+        let mut changed = false;
+        for Listed { name, ino } in listing {
+            while let Some((_, mut old)) = known.next_if(|(k, _)| *k < name) {
+                self.state.release(&mut old.parsed);
+                changed = true;
             }
             match known.next_if(|(k, t)| *k == name && t.ino == ino) {
-                Some(kept) => files.push(kept),
-                None => {
-                    if let Some(tracked) = self.open(&name, ino) {
-                        files.push((name, tracked));
+                Some((name, mut kept)) => {
+                    if kept.map.is_none() && kept.name.is_some() {
+                        // It could not be opened before: try again.
+                        changed |= self.open_into(&name, &mut kept);
                     }
+                    files.push((name, kept));
+                }
+                None => {
+                    let mut tracked = Tracked::new(ino, &name);
+                    if tracked.name.is_some()
+                        && !self.open_into(&name, &mut tracked)
+                        && std::fs::symlink_metadata(self.dir.join(&*name)).is_err()
+                    {
+                        continue; // vanished since the listing
+                    }
+                    files.push((name, tracked));
+                    changed = true;
                 }
             }
         }
-        gone.extend(known.map(|(_, old)| old));
+        for (_, mut old) in known {
+            self.state.release(&mut old.parsed);
+            changed = true;
+        }
         // Files an archive absorbed count in the archive only (compact.rs).
         let absorbed = crate::compact::absorbed_files(
             files
@@ -376,115 +649,387 @@ impl Collector {
         let (absorbed, files): (Vec<_>, Vec<_>) = files
             .into_iter()
             .partition(|(name, _)| absorbed.contains(&**name));
-        gone.extend(absorbed.into_iter().map(|(_, t)| t));
-        for mut old in gone {
-            self.accs.release(&mut old.sums, &mut old.others);
+        for (_, mut old) in absorbed {
+            self.state.release(&mut old.parsed);
+            changed = true;
         }
         self.files = files;
         if !guard.covered_listing() {
             // A compaction started meanwhile: list again under its lock.
-            return self.sync_files();
+            return Ok(self.sync_files()? || changed);
+        }
+        Ok(changed)
+    }
+
+    /// Opens and maps `name` into `tracked`; whether it worked. A failure
+    /// is the file's problem until it works.
+    fn open_into(&self, name: &OsStr, tracked: &mut Tracked) -> bool {
+        match MappedFile::open(&self.dir.join(name)) {
+            Ok(map) => {
+                tracked.map = Some(map);
+                tracked.open_problem = None;
+                true
+            }
+            Err(ReadError::NotRegular) => {
+                tracked.open_problem =
+                    Some("not a regular file (a symlink or special file); not followed".into());
+                false
+            }
+            Err(e) => {
+                tracked.open_problem = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Works out each family's type, mode and help from the files, in sorted
+    /// order (see the module docs), and sets the help. Returns the types of
+    /// every family if one differs from the type its series were made for.
+    fn resolve(&mut self) -> Option<FastMap<Arc<str>, MetricKind>> {
+        let state = &mut self.state;
+        let mut resolved: Vec<Option<(MetricKind, u32)>> = vec![None; state.families.len()];
+        for (_, tracked) in &self.files {
+            let Some(name) = &tracked.name else {
+                continue;
+            };
+            for &(family, key) in &tracked.parsed.families {
+                let slot = &mut resolved[family as usize];
+                match (*slot, name.kind) {
+                    (None, kind) => *slot = Some((metric_kind(kind), key)),
+                    (Some((MetricKind::Gauge(_), first)), FileKind::Gauge(mode)) => {
+                        *slot = Some((MetricKind::Gauge(mode), first))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut stale = false;
+        for (family, resolved) in state.families.iter_mut().zip(&resolved) {
+            let Some((kind, help_key)) = *resolved else {
+                continue;
+            };
+            if let Ok(info) = &state.key_info[help_key as usize] {
+                family.help = info.help.clone();
+            }
+            match family.kind {
+                Some(made) if made != kind => stale = true,
+                Some(_) => {}
+                None => family.kind = Some(kind),
+            }
+        }
+        stale.then(|| {
+            state
+                .families
+                .iter()
+                .zip(resolved)
+                .filter_map(|(f, r)| Some((f.name.clone(), r?.0)))
+                .collect()
+        })
+    }
+
+    /// Starts the state over (every file is parsed again at the next
+    /// [`Collector::merge_files`]), giving families the types in `preset`.
+    fn rebuild(&mut self, preset: FastMap<Arc<str>, MetricKind>) {
+        self.state = MergeState {
+            preset,
+            ..MergeState::default()
+        };
+        for (_, tracked) in &mut self.files {
+            tracked.parsed = Parsed::new();
+        }
+    }
+
+    /// Builds the result from the slots this scrape set.
+    fn snapshot(&self) -> MetricSet {
+        let gen = self.gen;
+        let state = &self.state;
+        let mut families = Vec::with_capacity(state.families.len());
+        for family in &state.families {
+            let Some(kind) = family.kind else {
+                continue;
+            };
+            let mut samples = Vec::new();
+            for item in &family.items {
+                match *item {
+                    Item::Plain(slot) => {
+                        if let Some(value) = state.accs.present(slot, gen) {
+                            let series = &state.series[slot as usize];
+                            samples.push(Sample {
+                                name: series.sample.clone(),
+                                labels: series.labels.clone(),
+                                value,
+                            });
+                        }
+                    }
+                    Item::Histogram(h) => state.histogram_samples(
+                        family,
+                        &state.histograms[h as usize],
+                        gen,
+                        &mut samples,
+                    ),
+                }
+            }
+            if !samples.is_empty() {
+                families.push(MetricFamily {
+                    name: family.name.clone(),
+                    help: family.help.clone(),
+                    kind,
+                    samples,
+                });
+            }
+        }
+        MetricSet { families }
+    }
+}
+
+impl MergeState {
+    /// The type of every family that has one, by name.
+    fn current_kinds(&self) -> FastMap<Arc<str>, MetricKind> {
+        self.families
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), f.kind?)))
+            .collect()
+    }
+
+    /// Forgets what a file's entries fed into the merge (the file is gone,
+    /// or starts over), counting them for pruning.
+    fn release(&mut self, parsed: &mut Parsed) {
+        self.released += parsed.entry_count();
+        for &(_, slot) in &parsed.sums {
+            self.accs.contributors[slot as usize] -= 1;
+        }
+        *parsed = Parsed::new();
+    }
+
+    /// Merges the files of `items` that have no new entries; the next one
+    /// that has some, if any.
+    fn merge_up_to_new<'w, 'a>(
+        &mut self,
+        items: &mut std::slice::IterMut<'w, Work<'a>>,
+        gen: u64,
+        grew: &mut bool,
+    ) -> Option<&'w mut Work<'a>> {
+        for item in items.by_ref() {
+            if has_new_entries(item) {
+                return Some(item);
+            }
+            *grew |= self.merge_file(item, None, gen);
+        }
+        None
+    }
+
+    /// Merges one file: the values of its known entries, then (when its
+    /// header is sound) entries that fed nothing and the new ones `scan`
+    /// found; whether it holds a family it did not hold before.
+    fn merge_file(
+        &mut self,
+        item: &mut Work<'_>,
+        scan: Option<ScanView<'_, '_>>,
+        gen: u64,
+    ) -> bool {
+        let (map, header, parsed) = item;
+        // Entries bound before: one load and one add each, no branch.
+        let values = &mut self.accs.value;
+        for &(pos, slot) in &parsed.sums {
+            values[slot as usize] += map.load_value(pos as usize);
+        }
+        for &(pos, slot) in &parsed.others {
+            let (value, timestamp) = map.load(pos as usize);
+            self.accs.combine(slot, gen, value, timestamp);
+        }
+        match *header {
+            Some((name, used)) if scan.is_some() || !parsed.unbound.is_empty() => {
+                self.advance(map, name, used, scan, parsed, gen)
+            }
+            _ => false,
+        }
+    }
+
+    /// Binds and merges the new entries of `map` (named `name`, `used` bytes
+    /// in use) that `scanned` found, after looking again at the entries that
+    /// fed nothing; whether the file holds a family it did not hold before.
+    fn advance(
+        &mut self,
+        map: &MappedFile,
+        name: &FileName,
+        used: usize,
+        scanned: Option<ScanView<'_, '_>>,
+        parsed: &mut Parsed,
+        gen: u64,
+    ) -> bool {
+        let file = FileContext {
+            kind: name.kind,
+            type_tag: type_tag(name.kind),
+            pid: match parsed.pid {
+                Some(pid) => pid,
+                None => *parsed.pid.insert(self.intern_id(&name.id)),
+            },
+            id: &name.id,
+        };
+        self.mark += 1;
+        for &(family, _) in &parsed.families {
+            self.family_mark[family as usize] = self.mark;
+        }
+        let families_before = parsed.families.len();
+        let mut bad = Unbound::default();
+
+        // Entries that fed nothing at the last scrape: their key is read
+        // again (a repaired file) and bound again (a resolved conflict).
+        for (offset, value_pos) in std::mem::take(&mut parsed.unbound) {
+            let bound = match entries(map.bytes(), offset as usize, used).next() {
+                Some(Ok(entry)) => {
+                    let key = self.intern_key(entry.key);
+                    let (value, timestamp) = map.load(value_pos as usize);
+                    self.bind_entry(key, value_pos, value, timestamp, &file, parsed, gen)
+                }
+                _ => Err("entry no longer readable".into()),
+            };
+            if let Err(reason) = bound {
+                bad.add(reason, offset, value_pos, parsed);
+            }
+        }
+
+        if let Some(scan) = scanned {
+            parsed.sums.reserve(scan.entries.len());
+            for s in scan.entries {
+                let key = scan.numbers[s.key as usize];
+                let bound =
+                    self.bind_entry(key, s.value_pos, s.value, s.timestamp, &file, parsed, gen);
+                if let Err(reason) = bound {
+                    let offset = s.value_pos - value_offset(scan.raw[s.key as usize].len()) as u32;
+                    bad.add(reason, offset, s.value_pos, parsed);
+                }
+            }
+            parsed.upto = scan.end;
+            bad.read_problem = scan.problem.map(|e| e.to_string());
+        }
+        let keys = bad
+            .first
+            .map(|reason| format!("{} entries skipped: {reason}", bad.count));
+        parsed.entry_problem = match (bad.read_problem, keys) {
+            (Some(read), Some(keys)) => Some(format!("{read}; {keys}")),
+            (read, keys) => read.or(keys),
+        };
+        parsed.families.len() > families_before
+    }
+
+    /// Notes the family of `key` among the file's, files the entry whose
+    /// value is at `value_pos` where the slot it feeds says and merges its
+    /// value; the error says why it feeds nothing.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn bind_entry(
+        &mut self,
+        key: u32,
+        value_pos: u32,
+        value: f64,
+        timestamp: f64,
+        file: &FileContext<'_>,
+        parsed: &mut Parsed,
+        gen: u64,
+    ) -> Result<(), Arc<str>> {
+        let bind = self.key_bind[key as usize];
+        if bind.family != NONE && self.family_mark[bind.family as usize] != self.mark {
+            self.family_mark[bind.family as usize] = self.mark;
+            parsed.families.push((bind.family, key));
+        }
+        // The common case: a key whose slot is known, in a file of its type.
+        let (slot, sum) = if bind.slot != NONE && bind.type_tag == file.type_tag {
+            (bind.slot, bind.sum)
+        } else {
+            let slot = self.slot_for(key, file)?;
+            (slot, self.accs.is_sum(slot))
+        };
+        if sum {
+            parsed.sums.push((value_pos, slot));
+            self.accs.contributors[slot as usize] += 1;
+            self.accs.value[slot as usize] += value;
+        } else {
+            parsed.others.push((value_pos, slot));
+            self.accs.combine(slot, gen, value, timestamp);
         }
         Ok(())
     }
 
-    /// Opens a newly listed file; `None` if it vanished meanwhile.
-    fn open(&mut self, name: &OsStr, ino: u64) -> Option<Tracked> {
-        let mut tracked = Tracked {
-            ino,
-            name: None,
-            map: None,
-            parsed_upto: muster_store::format::HEADER_SIZE,
-            sums: Vec::new(),
-            others: Vec::new(),
-            id: 0,
-            read_problem: None,
-            key_problem: None,
-            logged: false,
-        };
-        let Some(parsed) = name.to_str().and_then(FileName::parse) else {
-            tracked.read_problem =
-                Some("not a metric file name (<type>_<id>.db or gauge_<mode>_<id>.db)".into());
-            return Some(tracked);
-        };
-        tracked.id = self.intern_id(&parsed.id);
-        tracked.name = Some(parsed);
-        match MappedFile::open(&self.dir.join(name)) {
-            Ok(map) => tracked.map = Some(map),
-            Err(ReadError::Io(_)) if !self.dir.join(name).exists() => return None,
-            Err(ReadError::NotRegular) => {
-                tracked.read_problem =
-                    Some("not a regular file (a symlink or special file); not followed".into())
+    /// The number of a key's bytes, parsing them if they are new.
+    fn intern_key(&mut self, raw: &[u8]) -> u32 {
+        match self.find_key(raw) {
+            Ok(key) => key,
+            Err(hash) => {
+                let parsed = parse_key(raw);
+                self.add_key(raw, hash, parsed)
             }
-            Err(e) => tracked.read_problem = Some(e.to_string()),
         }
-        Some(tracked)
     }
 
-    /// Parses the entries appended to `tracked` since the last scrape.
-    fn advance(&mut self, tracked: &mut Tracked) {
-        let Some(map) = tracked.map.as_mut() else {
-            return;
+    /// The number of a known key, or the hash to add it with.
+    fn find_key(&self, raw: &[u8]) -> Result<u32, u64> {
+        let hash = self.hasher.hash_one(raw);
+        let known = &self.key_raw;
+        match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
+            Some(&key) => Ok(key),
+            None => Err(hash),
+        }
+    }
+
+    fn add_key(&mut self, raw: &[u8], hash: u64, parsed: Result<ParsedKey<'_>, Arc<str>>) -> u32 {
+        let info = parsed.map(|parsed| self.register(parsed));
+        let key = self.key_info.len() as u32;
+        self.key_bind.push(KeyBind {
+            family: info.as_ref().map_or(NONE, |info| info.family),
+            slot: NONE,
+            type_tag: NO_TYPE,
+            sum: false,
+        });
+        self.key_info.push(info);
+        self.key_template.push(NONE);
+        self.key_raw.push(raw.into());
+        let (known, hasher) = (&self.key_raw, &self.hasher);
+        self.keys
+            .insert_unique(hash, key, |&k| hasher.hash_one(&*known[k as usize]));
+        key
+    }
+
+    /// What a new key says, with its family found or made.
+    fn register(&mut self, key: ParsedKey<'_>) -> KeyInfo {
+        let family = self.family(&key.family, &key.help);
+        let fam = &self.families[family as usize];
+        // Keys of a family nearly always share its help: share the text too.
+        let help = if *fam.help == *key.help {
+            fam.help.clone()
+        } else {
+            key.help.into()
         };
-        let Some(name) = &tracked.name else {
-            return;
-        };
-        tracked.read_problem = None;
-        let mut used = map.used();
-        if used.is_err() {
-            // The file may have grown since it was mapped (or been empty).
-            if let Err(e) = map.remap() {
-                tracked.read_problem = Some(e.to_string());
-                return;
-            }
-            used = map.used();
+        KeyInfo {
+            family,
+            sample: fam.sample_name(&key.sample),
+            labels: key.labels,
+            help,
+            le: key.le,
+            pid: key.pid,
         }
-        let used = match used {
-            Ok(used) => used,
-            Err(e) => {
-                tracked.read_problem = Some(e.to_string());
-                return;
-            }
-        };
-        if used < tracked.parsed_upto {
-            // Rewritten from scratch under the same inode: start over.
-            self.accs.release(&mut tracked.sums, &mut tracked.others);
-            tracked.key_problem = None;
-            tracked.parsed_upto = muster_store::format::HEADER_SIZE;
+    }
+
+    /// The family called `name` (as shown), made if it is new.
+    fn family(&mut self, name: &str, help: &str) -> u32 {
+        if let Some(&f) = self.family_index.get(name) {
+            return f;
         }
-        if used == tracked.parsed_upto {
-            return;
-        }
-        let kind = name.kind;
-        let id = name.id.clone();
-        let mut bad_keys = 0usize;
-        let mut first_bad: Option<String> = None;
-        let data = map.bytes();
-        for entry in entries(data, tracked.parsed_upto, used) {
-            match entry {
-                Ok(entry) => {
-                    tracked.parsed_upto = entry.end();
-                    match self.slot_for(entry.key, kind, tracked.id, &id) {
-                        Ok(slot) if self.accs.is_sum(slot) => {
-                            self.accs.contributors[slot as usize] += 1;
-                            tracked.sums.push((entry.value_pos as u32, slot));
-                        }
-                        Ok(slot) => tracked.others.push((entry.value_pos as u32, slot)),
-                        Err(reason) => {
-                            bad_keys += 1;
-                            first_bad.get_or_insert(reason);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracked.read_problem = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = first_bad {
-            tracked.key_problem = Some(format!("{bad_keys} entries skipped: {reason}"));
-        }
+        let name: Arc<str> = name.into();
+        self.families.push(Family {
+            total_name: format!("{name}_total").into(),
+            bucket_name: format!("{name}_bucket").into(),
+            count_name: format!("{name}_count").into(),
+            sum_name: format!("{name}_sum").into(),
+            kind: None,
+            name: name.clone(),
+            help: help.into(),
+            items: Vec::new(),
+        });
+        self.family_mark.push(0);
+        let index = (self.families.len() - 1) as u32;
+        self.family_index.insert(name, index);
+        index
     }
 
     /// The interned number of a process id.
@@ -497,134 +1042,138 @@ impl Collector {
         n
     }
 
-    /// The slot an entry with this key feeds, in a file of `kind` from the
-    /// process `id` (interned as `id_num`).
-    fn slot_for(
-        &mut self,
-        raw: &[u8],
-        kind: FileKind,
-        id_num: u32,
-        id: &str,
-    ) -> Result<u32, String> {
-        let key = match self.keys.get(raw) {
-            Some(found) => found.clone()?,
-            None => {
-                let parsed = self.register_key(raw, kind);
-                self.keys.insert(raw.into(), parsed.clone());
-                parsed?
-            }
+    /// The slot an entry with key `key` feeds in `file`.
+    fn slot_for(&mut self, key: u32, file: &FileContext<'_>) -> Result<u32, Arc<str>> {
+        let info = match &self.key_info[key as usize] {
+            Ok(info) => info,
+            Err(reason) => return Err(reason.clone()),
         };
-        let info = &self.key_info[key as usize];
-        let family = &self.families[info.family as usize];
-        if family.kind.type_name() != kind.type_name() {
+        let family = &mut self.families[info.family as usize];
+        let fam_kind = *family.kind.get_or_insert_with(|| {
+            self.preset
+                .get(&family.name)
+                .copied()
+                .unwrap_or(metric_kind(file.kind))
+        });
+        if fam_kind.type_name() != file.kind.type_name() {
             return Err(format!(
                 "family {} is a {} but this file holds {} values",
                 family.name,
-                family.kind.type_name(),
-                kind.type_name()
-            ));
+                fam_kind.type_name(),
+                file.kind.type_name()
+            )
+            .into());
         }
-        if let Some(slot) = info.slot {
-            return Ok(slot);
+        let known = self.key_bind[key as usize].slot;
+        if known != NONE {
+            return Ok(known);
         }
-        // A gauge that keeps one series per process: label it with the id.
-        if let Some(&slot) = self.per_process.get(&(key, id_num)) {
-            return Ok(slot);
-        }
-        let mut labels = info.labels.clone();
-        labels.push(("pid".to_owned(), id.to_owned()));
-        let (family, sample) = (info.family, info.sample.clone());
-        let slot = self.plain_series(family, sample, labels);
-        self.per_process.insert((key, id_num), slot);
+        let family = info.family;
+        let sample = info.sample.clone();
+        let slot = match fam_kind {
+            MetricKind::Histogram => match info.le {
+                Some(le) => {
+                    let text = &info.labels[le].1;
+                    let bound = parse_python_float(text)
+                        .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
+                    let labels = info.labels_without(Some(le));
+                    self.bucket_slot(family, labels, bound)
+                }
+                None => {
+                    let labels = info.labels.clone();
+                    self.histogram_sum_slot(family, sample, labels)?
+                }
+            },
+            MetricKind::Gauge(mode) if mode.is_per_process() => {
+                // One series per process, labelled with its id (which
+                // replaces a label of the same name, as in Python).
+                let template = match self.key_template[key as usize] {
+                    NONE => {
+                        let base = (family, sample, info.labels_without(info.pid));
+                        let next = self.template_list.len() as u32;
+                        let template = *self.templates.entry(base).or_insert_with_key(|k| {
+                            self.template_list.push((k.1.clone(), k.2.clone()));
+                            next
+                        });
+                        self.key_template[key as usize] = template;
+                        template
+                    }
+                    known => known,
+                };
+                if let Some(&slot) = self.per_process.get(&(template, file.pid)) {
+                    return Ok(slot);
+                }
+                let (sample, base) = &self.template_list[template as usize];
+                let mut labels = Vec::with_capacity(base.len() + 1);
+                labels.extend(base.iter().cloned());
+                labels.push(("pid".to_owned(), file.id.to_owned()));
+                let (sample, labels) = (sample.clone(), Arc::new(Labels::new(labels)));
+                let slot = self.new_series(family, Op::Last, sample, labels);
+                self.per_process.insert((template, file.pid), slot);
+                return Ok(slot);
+            }
+            // Python drops `pid` from the gauges it merges across processes.
+            MetricKind::Gauge(_) => {
+                let labels = info.labels_without(info.pid);
+                self.plain_series(family, Op::for_kind(fam_kind), sample, labels)
+            }
+            MetricKind::Counter | MetricKind::Summary => {
+                let labels = info.labels.clone();
+                self.plain_series(family, Op::Sum, sample, labels)
+            }
+        };
+        self.key_bind[key as usize] = KeyBind {
+            family,
+            slot,
+            type_tag: file.type_tag,
+            sum: self.accs.is_sum(slot),
+        };
         Ok(slot)
     }
 
-    /// Parses a new key and creates what it needs (family, series, slot).
-    fn register_key(&mut self, raw: &[u8], kind: FileKind) -> Result<u32, String> {
-        let key = Key::parse(raw)
-            .map_err(|e| format!("key is not valid JSON of the expected shape: {e}"))?;
-        let family = self.family(&key.family, &key.help, kind);
-        let fam_kind = self.families[family as usize].kind;
-        let sample: Arc<str> = key.sample.into();
-        let mut labels = key.labels;
-        let slot = match fam_kind {
-            MetricKind::Histogram => {
-                let le_pos = labels.iter().position(|(n, _)| n == "le");
-                if let Some(pos) = le_pos {
-                    let (_, text) = labels.remove(pos);
-                    let bound = parse_python_float(&text)
-                        .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
-                    Some(self.bucket_slot(family, labels.clone(), bound))
-                } else if *sample != *format!("{}_sum", key.family) {
-                    // Python and muster write only buckets and `_sum`; `_count`
-                    // comes from the buckets. Anything else is not added into `_sum`.
-                    return Err(format!(
-                        "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
-                    ));
-                } else {
-                    let h = self.histogram_series(family, labels.clone());
-                    let slot = match self.histograms[h as usize].sum {
-                        Some(slot) => slot,
-                        None => {
-                            let base = self.histograms[h as usize].base.clone();
-                            let slot = self.new_slot(Op::Sum, sample.clone(), base);
-                            self.histograms[h as usize].sum = Some(slot);
-                            slot
-                        }
-                    };
-                    Some(slot)
-                }
-            }
-            MetricKind::Gauge(mode) if mode.is_per_process() => None,
-            _ => Some(self.plain_series(family, sample.clone(), labels.clone())),
-        };
-        self.key_info.push(KeyInfo {
-            family,
-            sample,
-            labels,
-            slot,
-        });
-        Ok((self.key_info.len() - 1) as u32)
-    }
-
-    fn family(&mut self, name: &str, help: &str, kind: FileKind) -> u32 {
-        if let Some(&f) = self.family_index.get(name) {
-            return f;
-        }
-        let kind = match kind {
-            FileKind::Counter => MetricKind::Counter,
-            FileKind::Gauge(mode) => MetricKind::Gauge(mode),
-            FileKind::Histogram => MetricKind::Histogram,
-            FileKind::Summary => MetricKind::Summary,
-        };
-        let name: Arc<str> = name.into();
-        self.families.push(Family {
-            bucket_name: format!("{name}_bucket").into(),
-            count_name: format!("{name}_count").into(),
-            name: name.clone(),
-            help: help.into(),
-            kind,
-            items: Vec::new(),
-        });
-        let index = (self.families.len() - 1) as u32;
-        self.family_index.insert(name, index);
-        index
-    }
-
-    fn plain_series(
+    /// The `_sum` slot of a histogram entry without `le`.
+    fn histogram_sum_slot(
         &mut self,
         family: u32,
         sample: Arc<str>,
-        labels: Vec<(String, String)>,
-    ) -> u32 {
-        let index_key = (family, sample.clone(), labels);
+        labels: LabelPairs,
+    ) -> Result<u32, Arc<str>> {
+        if sample != self.families[family as usize].sum_name {
+            // Python and muster write only buckets and `_sum`; `_count`
+            // comes from the buckets. Anything else is not added into `_sum`.
+            return Err(format!(
+                "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
+            )
+            .into());
+        }
+        let h = self.histogram_series(family, labels);
+        if let Some(slot) = self.histograms[h as usize].sum {
+            return Ok(slot);
+        }
+        let base = self.histograms[h as usize].base.clone();
+        let slot = self.new_slot(Op::Sum, sample, base);
+        self.histograms[h as usize].sum = Some(slot);
+        Ok(slot)
+    }
+
+    /// The slot of the series (`family`, `sample`, `labels`), made (merged
+    /// by `op`) if new.
+    fn plain_series(&mut self, family: u32, op: Op, sample: Arc<str>, labels: LabelPairs) -> u32 {
+        let labels = Arc::new(Labels::new(labels));
+        let index_key = (family, sample, labels);
         if let Some(&slot) = self.series_index.get(&index_key) {
             return slot;
         }
-        let op = Op::for_kind(self.families[family as usize].kind);
-        let slot = self.new_slot(op, sample, Arc::new(Labels::new(index_key.2.clone())));
-        self.families[family as usize].items.push(Item::Plain(slot));
+        let slot = self.new_series(family, op, index_key.1.clone(), index_key.2.clone());
         self.series_index.insert(index_key, slot);
+        slot
+    }
+
+    /// A new series of `family`, merged by `op`, and its slot.
+    fn new_series(&mut self, family: u32, op: Op, sample: Arc<str>, labels: Arc<Labels>) -> u32 {
+        self.series.push(Series { sample, labels });
+        let slot = self.accs.push(op);
+        self.families[family as usize].items.push(Item::Plain(slot));
         slot
     }
 
@@ -634,7 +1183,7 @@ impl Collector {
         self.accs.push(op)
     }
 
-    fn histogram_series(&mut self, family: u32, labels: Vec<(String, String)>) -> u32 {
+    fn histogram_series(&mut self, family: u32, labels: LabelPairs) -> u32 {
         let index_key = (family, labels);
         if let Some(&h) = self.histogram_index.get(&index_key) {
             return h;
@@ -652,7 +1201,7 @@ impl Collector {
         h
     }
 
-    fn bucket_slot(&mut self, family: u32, labels: Vec<(String, String)>, bound: f64) -> u32 {
+    fn bucket_slot(&mut self, family: u32, labels: LabelPairs, bound: f64) -> u32 {
         let h = self.histogram_series(family, labels) as usize;
         let buckets = &self.histograms[h].buckets;
         let pos = buckets.partition_point(|(b, _, _)| *b < bound);
@@ -662,7 +1211,11 @@ impl Collector {
             }
         }
         let mut pairs = self.histograms[h].base.pairs().to_vec();
-        pairs.push(("le".to_owned(), muster_store::float_to_go_string(bound)));
+        let le = self
+            .bound_text
+            .entry(bound.to_bits())
+            .or_insert_with(|| muster_store::float_to_go_string(bound));
+        pairs.push(("le".to_owned(), le.clone()));
         let labels = Arc::new(Labels::new(pairs));
         let bucket_name = self.families[family as usize].bucket_name.clone();
         let slot = self.new_slot(Op::Sum, bucket_name, labels.clone());
@@ -672,43 +1225,13 @@ impl Collector {
         slot
     }
 
-    /// Builds the result from the slots this scrape set.
-    fn snapshot(&self) -> MetricSet {
-        let gen = self.gen;
-        let mut families = Vec::with_capacity(self.families.len());
-        for family in &self.families {
-            let mut samples = Vec::new();
-            for item in &family.items {
-                match *item {
-                    Item::Plain(slot) => {
-                        if let Some(value) = self.accs.present(slot, gen) {
-                            let series = &self.series[slot as usize];
-                            samples.push(Sample {
-                                name: series.sample.clone(),
-                                labels: series.labels.clone(),
-                                value,
-                            });
-                        }
-                    }
-                    Item::Histogram(h) => {
-                        self.histogram_samples(family, &self.histograms[h as usize], &mut samples)
-                    }
-                }
-            }
-            if !samples.is_empty() {
-                families.push(MetricFamily {
-                    name: family.name.clone(),
-                    help: family.help.clone(),
-                    kind: family.kind,
-                    samples,
-                });
-            }
-        }
-        MetricSet { families }
-    }
-
-    fn histogram_samples(&self, family: &Family, h: &HistogramSeries, out: &mut Vec<Sample>) {
-        let gen = self.gen;
+    fn histogram_samples(
+        &self,
+        family: &Family,
+        h: &HistogramSeries,
+        gen: u64,
+        out: &mut Vec<Sample>,
+    ) {
         let mut cumulative = 0.0;
         let mut any = false;
         for (_, labels, slot) in &h.buckets {
@@ -741,12 +1264,98 @@ impl Collector {
     }
 }
 
+/// The file whose entries are being bound.
+struct FileContext<'a> {
+    kind: FileKind,
+    /// [`type_tag`] of `kind`.
+    type_tag: u8,
+    /// The process id, interned.
+    pid: u32,
+    /// The process id (the `pid` label of per-process gauges).
+    id: &'a str,
+}
+
+/// A mapped file being merged: its mapping, its name and bytes in use if
+/// its header is sound (its entries so far count either way), and what the
+/// merge state holds of it.
+type Work<'a> = (
+    &'a MappedFile,
+    Option<(&'a FileName, usize)>,
+    &'a mut Parsed,
+);
+
+/// Whether a file being merged has entries appended since the last scrape.
+fn has_new_entries((_, header, parsed): &Work<'_>) -> bool {
+    header.is_some_and(|(_, used)| used > parsed.upto)
+}
+
+/// What a scan found in one file: its entries, where parsing stopped and
+/// what stopped it; with the scan's key numbers as the state numbers them,
+/// and the keys' bytes.
+struct ScanView<'s, 'a> {
+    entries: &'s [Scanned],
+    end: usize,
+    problem: Option<ReadError>,
+    numbers: &'s [u32],
+    raw: &'s [&'a [u8]],
+}
+
+/// Entries of one file that fed nothing in this pass, and what stopped the
+/// parse.
+#[derive(Default)]
+struct Unbound {
+    count: usize,
+    first: Option<Arc<str>>,
+    read_problem: Option<String>,
+}
+
+impl Unbound {
+    /// Keeps the entry at `offset` (value at `value_pos`) to be looked at
+    /// again.
+    fn add(&mut self, reason: Arc<str>, offset: u32, value_pos: u32, parsed: &mut Parsed) {
+        self.count += 1;
+        self.first.get_or_insert(reason);
+        parsed.unbound.push((offset, value_pos));
+    }
+}
+
+/// What the hot loop needs to know of a key: its family and, once known
+/// and when it does not depend on the process, the slot it feeds and the
+/// file type that may feed it.
+#[derive(Clone, Copy)]
+struct KeyBind {
+    family: u32,
+    slot: u32,
+    type_tag: u8,
+    sum: bool,
+}
+
+/// "None" in [`KeyBind`]'s and key numbers' fields.
+const NONE: u32 = u32::MAX;
+/// No type in [`KeyBind::type_tag`].
+const NO_TYPE: u8 = u8::MAX;
+
+/// A small number for the type of a file kind (gauge modes alike).
+fn type_tag(kind: FileKind) -> u8 {
+    match kind {
+        FileKind::Counter => 0,
+        FileKind::Gauge(_) => 1,
+        FileKind::Histogram => 2,
+        FileKind::Summary => 3,
+    }
+}
+
 /// Parses a float as Python's `float()` does for the strings that occur in
 /// `le` labels: decimal and exponent forms, `inf`/`+Inf`/`-inf`, `nan`
 /// (Rust's grammar takes these in any case, as Python does), surrounding
 /// blanks and `_` between digits.
 fn parse_python_float(text: &str) -> Option<f64> {
-    text.trim().replace('_', "").parse().ok()
+    let text = text.trim();
+    if text.contains('_') {
+        text.replace('_', "").parse().ok()
+    } else {
+        text.parse().ok()
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl MetricKind {
 }
 
 /// A label set, with its exposition text rendered once.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Labels {
     pairs: Vec<(String, String)>,
     rendered: String,
@@ -40,7 +40,8 @@ pub struct Labels {
 impl Labels {
     /// Labels from name/value pairs, kept in the given order.
     pub fn new(pairs: Vec<(String, String)>) -> Labels {
-        let mut rendered = String::new();
+        let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut rendered = String::with_capacity(size);
         for (i, (name, value)) in pairs.iter().enumerate() {
             if i > 0 {
                 rendered.push(',');
@@ -76,6 +77,11 @@ impl Labels {
 /// Escapes `\` and newline, and `"` when `quote`, as the exposition formats
 /// require: label values always escape `"`, HELP text only in OpenMetrics.
 pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
+    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (quote && *b == b'"');
+    if !text.as_bytes().iter().any(special) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -84,15 +90,6 @@ pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
             c => out.push(c),
         }
     }
-}
-
-/// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One sample: a name, labels and a value.
@@ -166,6 +163,47 @@ impl MetricSet {
                 value,
             }],
         });
+    }
+}
+
+impl MetricSet {
+    /// Adds `value` to the unlabelled sample `<name>_total` of the counter
+    /// family `name`, making the sample or the family if the set has none:
+    /// a count a process keeps in memory joins the count the directory
+    /// already holds, and the family appears once. (If `name` is a family of
+    /// another type, the set is left as it is.)
+    pub fn add_to_counter(&mut self, name: &str, help: &str, value: f64) {
+        let sample = format!("{name}_total");
+        let Some(family) = self.families.iter_mut().find(|f| &*f.name == name) else {
+            self.push_simple(name, help, MetricKind::Counter, &sample, value);
+            return;
+        };
+        if family.kind != MetricKind::Counter {
+            tracing::warn!(
+                family = name,
+                "a family of this name but another type exists; not adding to it"
+            );
+            return;
+        }
+        match family
+            .samples
+            .iter_mut()
+            .find(|s| *s.name == *sample && s.labels.pairs().is_empty())
+        {
+            Some(s) => s.value += value,
+            None => family.samples.push(Sample {
+                name: sample.into(),
+                labels: Arc::new(Labels::new(Vec::new())),
+                value,
+            }),
+        }
+    }
+}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The rendered text follows from the pairs.
+        self.pairs.hash(state);
     }
 }
 

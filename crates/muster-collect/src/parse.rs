@@ -36,7 +36,8 @@ use std::sync::Arc;
 use muster_store::GaugeMode;
 
 use crate::encode::Format;
-use crate::model::{is_label_name, Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::names::{is_legacy_label_name, is_legacy_metric_name};
 
 /// Why an exposition could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -578,7 +579,7 @@ fn label_set(cur: &mut Cursor<'_>, format: Format) -> Result<Vec<(String, String
             break;
         }
         let name = cur.take_while(is_name_char);
-        if !is_label_name(name) {
+        if !is_legacy_label_name(name) {
             return Err(match cur.rest.chars().next() {
                 _ if !name.is_empty() => format!("invalid label name `{name}`"),
                 None => "unterminated label set".into(),
@@ -699,9 +700,7 @@ fn is_real_number(token: &str) -> bool {
 }
 
 fn metric_name(name: &str) -> Result<(), String> {
-    let valid =
-        name.chars().next().is_some_and(|c| !c.is_ascii_digit()) && name.chars().all(is_name_char);
-    if valid {
+    if is_legacy_metric_name(name) {
         Ok(())
     } else if name.is_empty() {
         Err("expected a metric name".into())

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::model::is_label_name;
+use crate::names::is_legacy_label_name;
 use crate::{encode, Format, MetricSet};
 
 /// How a push treats the metrics already in the group.
@@ -286,7 +286,7 @@ pub fn grouping_path(job: &str, grouping: &[(&str, &str)]) -> Result<String, Pus
     push_pair(&mut path, "job", job);
     let mut seen: Vec<&str> = Vec::with_capacity(grouping.len());
     for (name, value) in grouping {
-        if !is_label_name(name) {
+        if !is_legacy_label_name(name) {
             return Err(PushError::Invalid(format!(
                 "grouping label name {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"
             )));

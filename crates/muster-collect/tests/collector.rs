@@ -282,3 +282,68 @@ fn a_replaced_file_is_read_afresh() {
         );
     }
 }
+
+/// A directory big enough that a cold scrape reads it in several threads
+/// (megabytes of new entries) merges exactly as a small one does.
+#[test]
+fn a_big_directory_read_by_several_threads_merges_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const FILES: usize = 24;
+    const ROUTES: usize = 1500;
+    let pad = "p".repeat(100);
+    for f in 0..FILES {
+        let id = format!("w{f}");
+        let counters = FileWriter::open(&d.join(FileKind::Counter.file_name(&id))).unwrap();
+        let gauges =
+            FileWriter::open(&d.join(FileKind::Gauge(GaugeMode::All).file_name(&id))).unwrap();
+        for r in 0..ROUTES {
+            // Workers make their series in different orders.
+            let r = if f % 2 == 0 { r } else { ROUTES - 1 - r };
+            let r = (r + f * 97) % ROUTES;
+            let route = format!("/r{r}/{pad}");
+            let set = |w: &FileWriter, key: &str, v: f64| {
+                let slot = unsafe { &*w.value_ptr(key).unwrap() };
+                slot.store(v.to_bits(), Ordering::Relaxed);
+            };
+            set(
+                &counters,
+                &counter_key("req", &[("route", &route)]),
+                r as f64,
+            );
+            set(
+                &gauges,
+                &encode_key("cache", "cache", &[("route", &route)], "h"),
+                f as f64,
+            );
+        }
+    }
+    let mut c = Collector::new(d);
+    let set = c.collect().unwrap();
+    assert_eq!(c.errors_total(), 0, "{:?}", c.last_errors());
+    for r in [0, 1, 777, ROUTES - 1] {
+        let route = format!("/r{r}/{pad}");
+        assert_eq!(
+            set.value("req_total", &[("route", &route)]),
+            Some((r * FILES) as f64),
+            "route {r}"
+        );
+        assert_eq!(
+            set.value("cache", &[("route", &route), ("pid", "w5")]),
+            Some(5.0)
+        );
+    }
+    assert_eq!(set.family("req").unwrap().samples.len(), ROUTES);
+    assert_eq!(set.family("cache").unwrap().samples.len(), ROUTES * FILES);
+    // The same again, incrementally, after a write.
+    add(
+        d,
+        FileKind::Counter,
+        "w3",
+        &counter_key("req", &[("route", "new")]),
+        2.0,
+    );
+    let again = c.collect().unwrap();
+    assert_eq!(again.value("req_total", &[("route", "new")]), Some(2.0));
+    assert_eq!(again, Collector::new(d).collect().unwrap());
+}

@@ -5,6 +5,10 @@
 //! write_fixture fixture DIR ID INDEX   every type and gauge mode, hostile labels
 //! write_fixture hammer DIR ID SECONDS  update metrics from 2 threads for SECONDS,
 //!                                      then print what was done as one JSON line
+//! write_fixture plan DIR ID PLAN N     define the metrics and run the operations of
+//!                                      process N of the JSON file PLAN (the
+//!                                      differential tests' generated metric sets,
+//!                                      also run by tests/python/write_plan.py)
 //! ```
 //!
 //! `ID` names the process's files (`counter_<ID>.db`, ...); `pid` keeps the
@@ -49,7 +53,11 @@ fn main() -> ExitCode {
             let seconds: f64 = seconds.parse().map_err(|e| format!("bad SECONDS: {e}"))?;
             hammer(Duration::from_secs_f64(seconds)).map_err(|e| e.to_string())
         }),
-        _ => Err("usage: write_fixture fixture DIR ID INDEX | hammer DIR ID SECONDS".into()),
+        ["plan", dir, id, plan, n] => setup(dir, id).and_then(|()| run_plan(plan, n)),
+        _ => Err(
+            "usage: write_fixture fixture DIR ID INDEX | hammer DIR ID SECONDS | plan DIR ID PLAN N"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -268,6 +276,98 @@ fn fixture(i: u32) -> Result<(), muster_metrics::MetricError> {
         py_latency.with_label_values(&["/shared"]).observe(v);
     }
     Summary::new("py_payload_bytes", "Payload sizes.")?.observe(512.0);
+    Ok(())
+}
+
+/// One metric of a plan, made with muster's API.
+enum PlanMetric {
+    Counter(muster_metrics::Family<Counter>),
+    Gauge(muster_metrics::Family<Gauge>),
+    Histogram(muster_metrics::Family<Histogram>),
+    Summary(muster_metrics::Family<Summary>),
+}
+
+/// Runs process `n` of the plan in the JSON file `path`: `{"processes": [{
+/// "metrics": [{"type", "name", "help", "labels", "mode", "buckets"}], "ops":
+/// [[metric, [label values], "inc"|"set"|"observe", value]]}]}`.
+fn run_plan(path: &str, n: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let plan: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let n: usize = n.parse().map_err(|e| format!("bad N: {e}"))?;
+    let process = &plan["processes"][n];
+    let str_of = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or(format!("not a string: {v}"))
+    };
+    let mut metrics = Vec::new();
+    for m in process["metrics"].as_array().ok_or("no metrics")? {
+        let (name, help) = (str_of(&m["name"])?, str_of(&m["help"])?);
+        let labels: Vec<String> = m["labels"]
+            .as_array()
+            .ok_or("no labels")?
+            .iter()
+            .map(str_of)
+            .collect::<Result<_, _>>()?;
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let made = |e: muster_metrics::MetricError| format!("{name}: {e}");
+        let metric = match m["type"].as_str() {
+            Some("counter") => {
+                PlanMetric::Counter(Counter::family(&name, &help, &labels).map_err(made)?)
+            }
+            Some("gauge") => {
+                let mode = GaugeMode::parse(&str_of(&m["mode"])?).ok_or("bad mode")?;
+                PlanMetric::Gauge(Gauge::family(&name, &help, &labels, mode).map_err(made)?)
+            }
+            Some("histogram") => {
+                let buckets: Vec<f64> = m["buckets"]
+                    .as_array()
+                    .ok_or("no buckets")?
+                    .iter()
+                    .map(|b| b.as_f64().ok_or("bad bucket"))
+                    .collect::<Result<_, _>>()?;
+                PlanMetric::Histogram(
+                    Histogram::family(&name, &help, &labels, &buckets).map_err(made)?,
+                )
+            }
+            Some("summary") => {
+                PlanMetric::Summary(Summary::family(&name, &help, &labels).map_err(made)?)
+            }
+            other => return Err(format!("unknown type {other:?}")),
+        };
+        metrics.push(metric);
+    }
+    for op in process["ops"].as_array().ok_or("no ops")? {
+        let metric = op[0]
+            .as_u64()
+            .and_then(|i| metrics.get(i as usize))
+            .ok_or("bad metric")?;
+        let values: Vec<String> = op[1]
+            .as_array()
+            .ok_or("no label values")?
+            .iter()
+            .map(str_of)
+            .collect::<Result<_, _>>()?;
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        // JSON has no NaN or infinities: they come as strings.
+        let value = match &op[3] {
+            serde_json::Value::String(s) => s.parse::<f64>().map_err(|e| e.to_string())?,
+            v => v.as_f64().ok_or("bad value")?,
+        };
+        match (metric, op[2].as_str()) {
+            (PlanMetric::Counter(c), Some("inc")) => c.with_label_values(&values).inc_by(value),
+            (PlanMetric::Gauge(g), Some("set")) => g.with_label_values(&values).set(value),
+            (PlanMetric::Gauge(g), Some("inc")) => g.with_label_values(&values).add(value),
+            (PlanMetric::Histogram(h), Some("observe")) => {
+                h.with_label_values(&values).observe(value)
+            }
+            (PlanMetric::Summary(s), Some("observe")) => {
+                s.with_label_values(&values).observe(value)
+            }
+            (_, op) => return Err(format!("operation {op:?} does not fit its metric")),
+        }
+    }
     Ok(())
 }
 

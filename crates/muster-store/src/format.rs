@@ -157,11 +157,17 @@ pub struct FileName {
 }
 
 impl FileName {
-    /// Parses `counter_123.db`, `gauge_livesum_w3.db`, ... The id must be
-    /// non-empty and free of `_`; anything else is `None` (a foreign file).
+    /// Parses a file name as Python's collector reads it: the name split on
+    /// `_` gives the type (part 0) and, for a gauge, the mode (part 1) and
+    /// the pid (part 2 without its last 3 characters: Python's `[:-3]`, meant
+    /// for `.db`). So `gauge_all_1234.db` is pid `1234` and
+    /// `gauge_all_node_7.db` pid `n`. Other types do not need a pid; their
+    /// id is everything between the first `_` and `.db`. Names Python cannot
+    /// read (another type, an unknown mode, a gauge without a part 2, no
+    /// `.db`) are `None`: foreign files.
     pub fn parse(name: &str) -> Option<FileName> {
         let stem = name.strip_suffix(".db")?;
-        let mut parts = stem.split('_');
+        let mut parts = name.split('_');
         let kind = match parts.next()? {
             "counter" => FileKind::Counter,
             "histogram" => FileKind::Histogram,
@@ -169,14 +175,15 @@ impl FileName {
             "gauge" => FileKind::Gauge(GaugeMode::parse(parts.next()?)?),
             _ => return None,
         };
-        let id = parts.next()?;
-        if id.is_empty() || parts.next().is_some() {
-            return None;
-        }
-        Some(FileName {
-            kind,
-            id: id.to_owned(),
-        })
+        let id = match kind {
+            FileKind::Gauge(_) => {
+                let part = parts.next()?;
+                let keep = part.chars().count().saturating_sub(3);
+                part.chars().take(keep).collect()
+            }
+            _ => stem.split_once('_')?.1.to_owned(),
+        };
+        Some(FileName { kind, id })
     }
 }
 
@@ -207,9 +214,22 @@ mod tests {
         }
         let c = FileName::parse("counter_w3.db").unwrap();
         assert_eq!((c.kind, c.id.as_str()), (FileKind::Counter, "w3"));
+        // Ids with `_`, read as Python's collector reads them.
+        for (name, kind, id) in [
+            ("counter_a_b.db", FileKind::Counter, "a_b"),
+            ("counter_.db", FileKind::Counter, ""),
+            ("gauge_all_node_7.db", FileKind::Gauge(GaugeMode::All), "n"),
+            (
+                "gauge_livesum_1234_x.db",
+                FileKind::Gauge(GaugeMode::LiveSum),
+                "1",
+            ),
+            ("gauge_max_ab.db", FileKind::Gauge(GaugeMode::Max), "ab"),
+        ] {
+            let parsed = FileName::parse(name).unwrap();
+            assert_eq!((parsed.kind, parsed.id.as_str()), (kind, id), "{name}");
+        }
         for bad in [
-            "counter_.db",
-            "counter_1_2.db",
             "gauge_bogus_1.db",
             "info_1.db",
             "counter_1.txt",

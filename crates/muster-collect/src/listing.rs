@@ -1,0 +1,34 @@
+//! Which files of a multiprocess directory a scrape reads: every `*.db`
+//! (Python's collector globs `*.db`), hidden files excepted, sorted by name.
+//!
+//! This is the one place the collector lists the directory; anything that
+//! changes which files a scrape sees belongs here.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::DirEntryExt;
+use std::path::Path;
+
+/// A listed file: its name and its inode (from `readdir`, without a `stat`),
+/// which tells a replaced file from the one a collector already knows.
+pub(crate) struct Listed {
+    pub(crate) name: Box<OsStr>,
+    pub(crate) ino: u64,
+}
+
+/// The metric files of `dir`, sorted by name (bytes).
+pub(crate) fn list_metric_files(dir: &Path) -> std::io::Result<Vec<Listed>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.ends_with(b".db") && !bytes.starts_with(b".") {
+            files.push(Listed {
+                ino: entry.ino(),
+                name: name.into_boxed_os_str(),
+            });
+        }
+    }
+    files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
