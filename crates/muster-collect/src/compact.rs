@@ -424,6 +424,8 @@ fn fold_rule(kind: FileKind) -> Option<Rule> {
         FileKind::Gauge(GaugeMode::Max) => Some(Rule::Max),
         FileKind::Gauge(GaugeMode::MostRecent) => Some(Rule::Latest),
         FileKind::Gauge(_) => None,
+        // muster's own files are never pid-named Python files.
+        FileKind::Native | FileKind::Exemplar => None,
     }
 }
 

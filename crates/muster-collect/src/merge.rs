@@ -93,6 +93,8 @@ fn metric_kind(kind: FileKind) -> MetricKind {
         FileKind::Gauge(mode) => MetricKind::Gauge(mode),
         FileKind::Histogram => MetricKind::Histogram,
         FileKind::Summary => MetricKind::Summary,
+        // Not listed here (`*.db` only): `native` reads muster's own files.
+        FileKind::Native | FileKind::Exemplar => MetricKind::Histogram,
     }
 }
 
@@ -1342,6 +1344,8 @@ fn type_tag(kind: FileKind) -> u8 {
         FileKind::Gauge(_) => 1,
         FileKind::Histogram => 2,
         FileKind::Summary => 3,
+        // Never listed (see `metric_kind`).
+        FileKind::Native | FileKind::Exemplar => 2,
     }
 }
 

@@ -105,6 +105,13 @@ impl ValueCell {
         unsafe { &*(self.slot() as *const AtomicU64 as *const [AtomicU64; 2]) }
     }
 
+    /// The start of the entry's value area (the value, then the timestamp;
+    /// an exemplar slot in exemplar files), resolved like every update.
+    #[inline]
+    pub(crate) fn words_ptr(&self) -> *const AtomicU64 {
+        self.slot()
+    }
+
     /// Makes sure the entry exists, so the series shows 0 before any update.
     pub fn touch(&self) {
         self.slot();

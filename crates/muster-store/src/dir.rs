@@ -217,7 +217,7 @@ fn probe_writable(path: &Path) -> std::io::Result<()> {
     probe.close()
 }
 
-/// Removes `*.db` files and the writer's `.<name>.*.new` temporaries (left
+/// Removes `*.db` and `*.muster` files and the writer's `.<name>.*.new` temporaries (left
 /// by a crash between creating a file and linking it into place).
 fn clear_leftovers(path: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(path)? {
@@ -225,7 +225,8 @@ fn clear_leftovers(path: &Path) -> std::io::Result<()> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let temporary = name.starts_with('.') && name.ends_with(".new");
-        if !name.ends_with(".db") && !temporary {
+        let ours = name.ends_with(crate::format::MUSTER_SUFFIX);
+        if !name.ends_with(".db") && !ours && !temporary {
             continue;
         }
         let file_type = entry.file_type()?;

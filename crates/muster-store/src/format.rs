@@ -26,8 +26,23 @@ pub const fn value_offset(key_len: usize) -> usize {
 
 /// Total size of an entry whose key has `key_len` bytes.
 pub const fn entry_size(key_len: usize) -> usize {
-    value_offset(key_len) + 16
+    value_offset(key_len) + VALUE_PAYLOAD
 }
+
+/// Bytes after a key in Python's files (and muster's native files): the
+/// value and the timestamp.
+pub const VALUE_PAYLOAD: usize = 16;
+
+/// Bytes after a key in an exemplar file: an exemplar slot (see
+/// `muster_store::exemplar`): sequence word, value, timestamp, labels length
+/// and [`EXEMPLAR_LABEL_BYTES`] of encoded labels.
+pub const EXEMPLAR_PAYLOAD: usize = 32 + EXEMPLAR_LABEL_BYTES;
+
+/// Room for an exemplar's encoded labels: each name and value as a 2-byte
+/// length and its UTF-8 bytes. OpenMetrics allows 128 characters of names and
+/// values together, which fits (128 characters of 4 bytes, or 64 labels of
+/// one-character names).
+pub const EXEMPLAR_LABEL_BYTES: usize = 768;
 
 /// How a gauge's values from several processes are merged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +140,12 @@ pub enum FileKind {
     Histogram,
     /// `summary_<id>.db`
     Summary,
+    /// `native_<id>.muster`: native histogram buckets, in muster's own file
+    /// (Python's collector reads `*.db` only). Same entry layout as `*.db`.
+    Native,
+    /// `exemplar_<id>.muster`: exemplar slots (entries with a value area of
+    /// [`EXEMPLAR_PAYLOAD`] bytes).
+    Exemplar,
 }
 
 impl FileKind {
@@ -135,6 +156,8 @@ impl FileKind {
             FileKind::Gauge(_) => "gauge",
             FileKind::Histogram => "histogram",
             FileKind::Summary => "summary",
+            FileKind::Native => "native",
+            FileKind::Exemplar => "exemplar",
         }
     }
 
@@ -142,10 +165,38 @@ impl FileKind {
     pub fn file_name(self, id: &str) -> String {
         match self {
             FileKind::Gauge(mode) => format!("gauge_{mode}_{id}.db"),
+            FileKind::Native | FileKind::Exemplar => {
+                format!("{}_{id}{MUSTER_SUFFIX}", self.type_name())
+            }
             other => format!("{}_{id}.db", other.type_name()),
         }
     }
+
+    /// Bytes after each entry's key in files of this kind.
+    pub const fn payload_size(self) -> usize {
+        match self {
+            FileKind::Exemplar => EXEMPLAR_PAYLOAD,
+            _ => VALUE_PAYLOAD,
+        }
+    }
+
+    /// The kind of a muster-only file (`native_<id>.muster`,
+    /// `exemplar_<id>.muster`) and its id; `None` for any other name.
+    pub fn parse_muster_file(name: &str) -> Option<(FileKind, &str)> {
+        let stem = name.strip_suffix(MUSTER_SUFFIX)?;
+        let (kind, id) = stem.split_once('_')?;
+        let kind = match kind {
+            "native" => FileKind::Native,
+            "exemplar" => FileKind::Exemplar,
+            _ => return None,
+        };
+        Some((kind, id))
+    }
 }
+
+/// The suffix of muster's own files, which Python's collector (it globs
+/// `*.db`) never reads.
+pub const MUSTER_SUFFIX: &str = ".muster";
 
 /// A file name split into its kind and process id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +279,16 @@ mod tests {
         ] {
             let parsed = FileName::parse(name).unwrap();
             assert_eq!((parsed.kind, parsed.id.as_str()), (kind, id), "{name}");
+        }
+        for kind in [FileKind::Native, FileKind::Exemplar] {
+            let name = kind.file_name("w3");
+            assert!(name.ends_with(".muster"), "{name}");
+            assert_eq!(FileKind::parse_muster_file(&name), Some((kind, "w3")));
+            assert_eq!(
+                FileName::parse(&name),
+                None,
+                "Python's reader never sees it"
+            );
         }
         for bad in [
             "gauge_bogus_1.db",

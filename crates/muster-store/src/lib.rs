@@ -10,6 +10,8 @@
 //! - [`Store`]: a directory and a process id, with a process default;
 //!   [`ValueCell`]: what metric handles hold, resolving into the current
 //!   process's file of its store, also after `fork`.
+//! - [`exemplar`]: exemplar slots (a seqlock per series and process) in
+//!   muster's own `exemplar_<id>.muster` files, which Python never reads.
 //! - [`prepare_dir`]: creating, checking and taking over the directory at
 //!   startup (one owner per directory).
 
@@ -17,6 +19,7 @@ mod cell;
 pub mod dir;
 mod epoch;
 pub mod error;
+pub mod exemplar;
 pub mod format;
 pub mod key;
 mod pair;
@@ -28,6 +31,7 @@ pub mod writer;
 pub use cell::ValueCell;
 pub use dir::{check_dir, prepare_dir, remove_live_gauge_files, DirLock, LOCK_FILE};
 pub use error::StoreError;
+pub use exemplar::{encode_labels, ExemplarCell, ExemplarError, StoredExemplar};
 pub use format::{float_to_go_string, write_go_float, FileKind, FileName, GaugeMode};
 pub use key::{encode_key, Key};
 pub use store::{configure, configured_dir, set_process_id, write_errors, Store};

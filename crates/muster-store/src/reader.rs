@@ -72,12 +72,15 @@ pub struct RawEntry<'a> {
     pub key: &'a [u8],
     /// Offset of the 8-byte value; the timestamp follows it.
     pub value_pos: usize,
+    /// Bytes of the value area: 16 (value and timestamp) in `*.db` files,
+    /// more in exemplar files (see [`crate::format::FileKind::payload_size`]).
+    pub payload: usize,
 }
 
 impl RawEntry<'_> {
     /// Offset just past this entry.
     pub fn end(&self) -> usize {
-        self.value_pos + 16
+        self.value_pos + self.payload
     }
 }
 
@@ -117,11 +120,18 @@ fn check_used(used: i32, size: usize) -> Result<usize, ReadError> {
 /// an entry boundary (`HEADER_SIZE` for the whole file). After the first
 /// error the iterator ends.
 pub fn entries(data: &[u8], start: usize, used: usize) -> Entries<'_> {
+    entries_sized(data, start, used, crate::format::VALUE_PAYLOAD)
+}
+
+/// [`entries`] of a file whose value areas are `payload` bytes long (a
+/// multiple of 8, at least 16): muster's exemplar files.
+pub fn entries_sized(data: &[u8], start: usize, used: usize, payload: usize) -> Entries<'_> {
     Entries {
         data,
         pos: start,
         used: used.min(data.len()),
         failed: false,
+        payload,
     }
 }
 
@@ -131,6 +141,7 @@ pub struct Entries<'a> {
     pos: usize,
     used: usize,
     failed: bool,
+    payload: usize,
 }
 
 impl<'a> Iterator for Entries<'a> {
@@ -167,13 +178,14 @@ impl<'a> Entries<'a> {
         }
         let len = len as usize;
         let value_pos = len_end + len + padding(len);
-        if value_pos + 16 > self.used {
+        if value_pos + self.payload > self.used {
             return Err(truncated);
         }
         Ok(RawEntry {
             offset,
             key: &self.data[len_end..len_end + len],
             value_pos,
+            payload: self.payload,
         })
     }
 }
@@ -270,6 +282,13 @@ impl MappedFile {
         }
         // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
         Some(unsafe { &*(data.as_ptr().add(value_pos) as *const [AtomicU64; N]) })
+    }
+
+    /// Loads the exemplar slot at `value_pos` (from an entry of an exemplar
+    /// file, see [`entries_sized`]): never a torn exemplar; `None` if the
+    /// slot is empty, busy for too long, or not inside the mapping.
+    pub fn load_exemplar(&self, value_pos: usize) -> Option<crate::StoredExemplar> {
+        crate::exemplar::load(self.words::<{ crate::exemplar::WORDS }>(value_pos)?)
     }
 
     /// Loads the value alone at `value_pos` (see [`MappedFile::load`]).

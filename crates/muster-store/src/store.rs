@@ -76,8 +76,7 @@ struct State {
     retired: Vec<FileWriter>,
     /// Values kept in memory after a write error, for the same reason; boxed
     /// because their addresses are handed out and must not move.
-    #[allow(clippy::vec_box)]
-    in_memory: Vec<Box<[AtomicU64; 2]>>,
+    in_memory: Vec<Box<[AtomicU64]>>,
 }
 
 /// The files one process writes under one configuration.
@@ -123,9 +122,12 @@ impl State {
         match files.writers.entry(kind) {
             hashbrown::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
             hashbrown::hash_map::Entry::Vacant(e) => {
+                let payload = kind.payload_size();
                 let writer = match &files.dir {
-                    Some(dir) => FileWriter::open(&dir.join(kind.file_name(&files.id)))?,
-                    None => FileWriter::anonymous()?,
+                    Some(dir) => {
+                        FileWriter::open_sized(&dir.join(kind.file_name(&files.id)), payload)?
+                    }
+                    None => FileWriter::anonymous_sized(payload)?,
                 };
                 Ok(e.insert(writer))
             }
@@ -243,7 +245,8 @@ impl Store {
     /// The address of `key`'s value in this process's file of `kind`,
     /// appending the entry if it is new. Never fails: on an error the value
     /// gets a place in memory (counted in [`Store::write_errors`], logged).
-    /// The value and the timestamp after it live as long as the store.
+    /// The value and the timestamp after it (the whole value area of the
+    /// kind's entries) live as long as the store.
     pub(crate) fn value_ptr(&self, kind: FileKind, key: &str) -> *const AtomicU64 {
         let mut state = lock(&self.0.state);
         match state.writer(kind).and_then(|w| w.value_ptr(key)) {
@@ -252,9 +255,11 @@ impl Store {
                 self.0.write_errors.fetch_add(1, Ordering::Relaxed);
                 WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
                 log_write_error(&e);
-                let pair = Box::new([AtomicU64::new(0), AtomicU64::new(0)]);
-                let ptr = pair.as_ptr();
-                state.in_memory.push(pair);
+                let words: Box<[AtomicU64]> = (0..kind.payload_size() / 8)
+                    .map(|_| AtomicU64::new(0))
+                    .collect();
+                let ptr = words.as_ptr();
+                state.in_memory.push(words);
                 ptr
             }
         }

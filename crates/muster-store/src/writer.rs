@@ -21,10 +21,12 @@ use hashbrown::HashMap;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::StoreError;
-use crate::format::{entry_size, padding, HEADER_SIZE, INITIAL_FILE_SIZE, MAX_FILE_SIZE};
+use crate::format::{
+    padding, value_offset, HEADER_SIZE, INITIAL_FILE_SIZE, MAX_FILE_SIZE, VALUE_PAYLOAD,
+};
 use crate::lock;
 use crate::procfs::{self, FileId};
-use crate::reader::{entries, read_used};
+use crate::reader::{entries_sized, read_used};
 
 /// Address space reserved for an in-memory store (no directory configured).
 const ANONYMOUS_RESERVE: usize = 64 << 20;
@@ -33,6 +35,8 @@ const ANONYMOUS_RESERVE: usize = 64 << 20;
 pub struct FileWriter {
     path: Option<PathBuf>,
     map: MmapRaw,
+    /// Bytes of each entry's value area (16 but in exemplar files).
+    payload: usize,
     state: Mutex<WriterState>,
 }
 
@@ -192,6 +196,12 @@ impl FileWriter {
     /// Symlinks are not followed. If the file's tail is corrupt, the valid
     /// entries before it are kept and the rest is overwritten by new entries.
     pub fn open(path: &Path) -> Result<FileWriter, StoreError> {
+        FileWriter::open_sized(path, VALUE_PAYLOAD)
+    }
+
+    /// [`FileWriter::open`] for a file whose entries have a value area of
+    /// `payload` bytes (a multiple of 8, at least 16).
+    pub fn open_sized(path: &Path, payload: usize) -> Result<FileWriter, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -210,6 +220,7 @@ impl FileWriter {
         let writer = FileWriter {
             path: Some(path.to_owned()),
             map,
+            payload,
             state: Mutex::new(WriterState {
                 file: Some(file),
                 capacity: size,
@@ -229,6 +240,11 @@ impl FileWriter {
 
     /// A store in anonymous memory: values work but no other process sees them.
     pub fn anonymous() -> Result<FileWriter, StoreError> {
+        FileWriter::anonymous_sized(VALUE_PAYLOAD)
+    }
+
+    /// [`FileWriter::anonymous`] with value areas of `payload` bytes.
+    pub fn anonymous_sized(payload: usize) -> Result<FileWriter, StoreError> {
         let map = MmapOptions::new()
             .len(ANONYMOUS_RESERVE)
             .map_anon()
@@ -239,6 +255,7 @@ impl FileWriter {
         let writer = FileWriter {
             path: None,
             map: MmapRaw::from(map),
+            payload,
             state: Mutex::new(WriterState {
                 file: None,
                 capacity: ANONYMOUS_RESERVE,
@@ -269,7 +286,7 @@ impl FileWriter {
         if let (Some(path), None) = (&self.path, &state.file) {
             return Err(StoreError::Released(path.clone()));
         }
-        let size = entry_size(key.len());
+        let size = value_offset(key.len()) + self.payload;
         let end = state.used + size;
         if end > state.capacity {
             let limit = self.map.len();
@@ -288,11 +305,11 @@ impl FileWriter {
             std::ptr::copy_nonoverlapping((key.len() as i32).to_ne_bytes().as_ptr(), base, 4);
             std::ptr::copy_nonoverlapping(key.as_ptr(), base.add(4), key.len());
             std::ptr::write_bytes(base.add(4 + key.len()), b' ', padding(key.len()));
-            std::ptr::write_bytes(base.add(size - 16), 0, 16);
+            std::ptr::write_bytes(base.add(size - self.payload), 0, self.payload);
         }
         state.used = end;
         self.used_atomic().store(end as i32, Ordering::Release);
-        let pos = end - 16;
+        let pos = end - self.payload;
         state.index.insert(key.into(), pos);
         Ok(self.at(pos))
     }
@@ -375,16 +392,24 @@ impl FileWriter {
             }
         };
         let mut end = HEADER_SIZE;
-        for entry in entries(data, HEADER_SIZE, used) {
+        for entry in entries_sized(data, HEADER_SIZE, used, self.payload) {
             match entry {
                 Ok(entry) => {
                     if let Ok(key) = std::str::from_utf8(entry.key) {
                         state.index.entry(key.into()).or_insert(entry.value_pos);
                     }
-                    // SAFETY: an entry's value and timestamp lie within `used`.
-                    crate::pair::clear_stale_busy(unsafe {
-                        &*(self.at(entry.value_pos) as *const [AtomicU64; 2])
-                    });
+                    // SAFETY: an entry's value area (`payload` bytes) lies
+                    // within `used`.
+                    if self.payload == VALUE_PAYLOAD {
+                        crate::pair::clear_stale_busy(unsafe {
+                            &*(self.at(entry.value_pos) as *const [AtomicU64; 2])
+                        });
+                    } else if self.payload == crate::format::EXEMPLAR_PAYLOAD {
+                        crate::exemplar::clear_stale_busy(unsafe {
+                            &*(self.at(entry.value_pos)
+                                as *const [AtomicU64; crate::exemplar::WORDS])
+                        });
+                    }
                     end = entry.end();
                 }
                 Err(e) => {

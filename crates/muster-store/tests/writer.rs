@@ -330,3 +330,58 @@ fn value_and_timestamp_are_read_as_one_pair() {
     );
     assert_eq!(map.load(pos), (2e6, 2e6));
 }
+
+/// Exemplar slots go to `exemplar_<id>.muster` (never a `*.db` Python
+/// reads), read back whole through the reader, and a process that adopts the
+/// file sees the exemplar its slot's earlier writer left.
+#[test]
+fn exemplars_live_in_their_own_file_and_survive_adoption() {
+    use muster_store::format::EXEMPLAR_PAYLOAD;
+    use muster_store::reader::entries_sized;
+    use muster_store::{encode_labels, ExemplarCell};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = encode_key("req", "req_total", &[("route", "/")], "Requests.");
+    let labels = encode_labels(&[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]).unwrap();
+    {
+        let store = Store::new(dir.path());
+        store.set_process_id("w0").unwrap();
+        let cell = ExemplarCell::new_in(&store, key.clone());
+        assert!(cell.set(&labels, 1.0, 1_700_000_000.5));
+        // A counter in the same store still goes to Python's file.
+        ValueCell::new_in(&store, FileKind::Counter, key.clone()).add(1.0);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["counter_w0.db", "exemplar_w0.muster"]);
+
+    let path = dir.path().join("exemplar_w0.muster");
+    let map = MappedFile::open(&path).unwrap();
+    let found: Vec<_> = entries_sized(
+        map.bytes(),
+        HEADER_SIZE,
+        map.used().unwrap(),
+        EXEMPLAR_PAYLOAD,
+    )
+    .map(|e| e.unwrap())
+    .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].key, key.as_bytes());
+    let got = map.load_exemplar(found[0].value_pos).unwrap();
+    assert_eq!(
+        got.labels,
+        [(
+            "trace_id".to_owned(),
+            "4bf92f3577b34da6a3ce929d0e0e4736".to_owned()
+        )]
+    );
+    assert_eq!((got.value, got.timestamp), (1.0, 1_700_000_000.5));
+
+    let store = Store::new(dir.path());
+    store.set_process_id("w0").unwrap();
+    let adopted = ExemplarCell::new_in(&store, key);
+    assert_eq!(adopted.get(), Some(got));
+}
