@@ -303,6 +303,7 @@ fn apply(dir: &Path, step: &Step) {
                     )
                 }
                 FileKind::Gauge(_) => encode_key(name, name, &labels, &help),
+                FileKind::Native | FileKind::Exemplar => unreachable!("not in KINDS"),
             };
             let ts = (ts > 0).then(|| f64::from(ts) * 10.0 + id as f64);
             write(dir, &kind.file_name(IDS[id]), &key, value, ts);

@@ -10,7 +10,8 @@
 //!   routes x 2 methods x 3 statuses, cycled) and `inc()`; `muster_typed`
 //!   looks up the same sets through a typed `LabelSet`.
 //! - `histogram_observe`: `observe(v)` with Python's default buckets, values
-//!   cycled across the buckets.
+//!   cycled across the buckets; `muster_native` with native buckets only
+//!   (schema 3), `muster_classic_and_native` with both.
 //! - `counter_inc_contended`: two threads incrementing one counter; the time
 //!   is wall time per increment of one thread (both run at once).
 //! - `labelled_inc_contended`: two threads doing labelled lookup + inc on one
@@ -38,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Criterion};
-use muster_metrics::{Counter, Gauge, GaugeMode, Histogram, LabelSet, DEFAULT_BUCKETS};
+use muster_metrics::{
+    Counter, Gauge, GaugeMode, Histogram, LabelSet, NativeBuckets, DEFAULT_BUCKETS,
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family as PcFamily;
@@ -263,6 +266,27 @@ fn histogram_observe(c: &mut C) {
     g.bench_function("muster", |b| {
         b.iter(|| {
             black_box(&muster).observe(black_box(values[advance(&mut i, n)]));
+        })
+    });
+    // Native buckets only (schema 3, as client_golang's factor 1.1), and
+    // both kinds at once (what the demo records), on the same values.
+    let native = Histogram::builder("bench_native_seconds", "durations")
+        .native(NativeBuckets::with_factor(1.1).unwrap())
+        .build()
+        .unwrap();
+    g.bench_function("muster_native", |b| {
+        b.iter(|| {
+            black_box(&native).observe(black_box(values[advance(&mut i, n)]));
+        })
+    });
+    let both = Histogram::builder("bench_both_seconds", "durations")
+        .buckets(&DEFAULT_BUCKETS)
+        .native(NativeBuckets::with_factor(1.1).unwrap())
+        .build()
+        .unwrap();
+    g.bench_function("muster_classic_and_native", |b| {
+        b.iter(|| {
+            black_box(&both).observe(black_box(values[advance(&mut i, n)]));
         })
     });
     // Python's default bounds without +Inf (the crate adds its own).

@@ -1,15 +1,22 @@
 //! Counters: values that only go up.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use muster_store::{FileKind, Store, ValueCell};
+use muster_store::{encode_labels, ExemplarCell, ExemplarError, FileKind, Store, ValueCell};
 
 use crate::desc::{Desc, MetricError};
 use crate::family::{Family, LabelSet, Member};
 
 /// A monotonically increasing value, exported as `<name>_total`.
 #[derive(Clone, Debug)]
-pub struct Counter(Arc<ValueCell>);
+pub struct Counter(Arc<CounterCells>);
+
+#[derive(Debug)]
+struct CounterCells {
+    value: ValueCell,
+    /// The latest exemplar's slot, made when the first one arrives.
+    exemplar: OnceLock<ExemplarCell>,
+}
 
 impl Counter {
     /// A counter without labels, in the default store. A trailing `_total`
@@ -59,7 +66,7 @@ impl Counter {
     /// Adds 1.
     #[inline]
     pub fn inc(&self) {
-        self.0.add(1.0);
+        self.0.value.add(1.0);
     }
 
     /// Adds `amount`. Negative and NaN amounts are ignored: a counter never
@@ -67,13 +74,40 @@ impl Counter {
     #[inline]
     pub fn inc_by(&self, amount: f64) {
         if amount >= 0.0 {
-            self.0.add(amount);
+            self.0.value.add(amount);
         }
+    }
+
+    /// Adds 1 with an exemplar (labels such as `trace_id`; OpenMetrics'
+    /// limit of 128 characters): this process's latest exemplar of the
+    /// series. The increment happens whatever the labels; an error says why
+    /// the exemplar was not kept.
+    pub fn inc_with_exemplar(&self, labels: &[(&str, &str)]) -> Result<(), ExemplarError> {
+        self.inc_by_with_exemplar(1.0, labels)
+    }
+
+    /// Adds `amount` (see [`Counter::inc_by`]) with an exemplar of value
+    /// `amount` (see [`Counter::inc_with_exemplar`]).
+    pub fn inc_by_with_exemplar(
+        &self,
+        amount: f64,
+        labels: &[(&str, &str)],
+    ) -> Result<(), ExemplarError> {
+        self.inc_by(amount);
+        if amount >= 0.0 {
+            let encoded = encode_labels(labels)?;
+            let cell = &self.0.value;
+            self.0
+                .exemplar
+                .get_or_init(|| ExemplarCell::new_in(cell.store(), cell.key().to_owned()))
+                .set(&encoded, amount, crate::histogram::now());
+        }
+        Ok(())
     }
 
     /// This process's value.
     pub fn get(&self) -> f64 {
-        self.0.get()
+        self.0.value.get()
     }
 }
 
@@ -88,6 +122,9 @@ impl Member for Counter {
     fn build(desc: &Arc<Desc>, _: &(), values: &[&str]) -> Counter {
         let cell = desc.cell(desc.key("_total", values, None));
         cell.touch();
-        Counter(Arc::new(cell))
+        Counter(Arc::new(CounterCells {
+            value: cell,
+            exemplar: OnceLock::new(),
+        }))
     }
 }

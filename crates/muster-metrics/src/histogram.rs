@@ -1,11 +1,14 @@
 //! Histograms and summaries: distributions of observed values.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use muster_store::{float_to_go_string, FileKind, Store, ValueCell};
+use muster_store::{
+    encode_labels, float_to_go_string, ExemplarCell, ExemplarError, FileKind, Store, ValueCell,
+};
 
 use crate::desc::{Desc, MetricError};
 use crate::family::{Family, LabelSet, Member};
+use crate::native::{NativeBuckets, NativeCells};
 
 /// Python's default bucket bounds (seconds), `+Inf` included.
 pub const DEFAULT_BUCKETS: [f64; 15] = [
@@ -28,8 +31,11 @@ pub const DEFAULT_BUCKETS: [f64; 15] = [
 
 /// Counts observations in buckets, and sums them.
 ///
-/// Each process writes one non-cumulative count per bucket and the sum, as
-/// Python does; a scrape adds them up and makes the buckets cumulative.
+/// Classic buckets: each process writes one non-cumulative count per bucket
+/// and the sum, as Python does; a scrape adds them up and makes the buckets
+/// cumulative. Native buckets (see [`NativeBuckets`] and
+/// [`Histogram::builder`]) go to muster's own file, which Python's collector
+/// does not read; a histogram may have both.
 #[derive(Clone, Debug)]
 pub struct Histogram(Arc<HistogramCells>);
 
@@ -37,10 +43,123 @@ pub struct Histogram(Arc<HistogramCells>);
 struct HistogramCells {
     bounds: Arc<[f64]>,
     buckets: Box<[ValueCell]>,
-    sum: ValueCell,
+    /// The classic sum (`None` for a histogram with native buckets only).
+    sum: Option<ValueCell>,
+    native: Option<NativeCells>,
+    /// One slot per classic bucket, or one for a native-only histogram;
+    /// made when the first exemplar arrives.
+    exemplars: Box<[OnceLock<ExemplarCell>]>,
+    store: Store,
+}
+
+/// How a histogram's series are laid out: classic bounds (empty for none)
+/// and native buckets. (Public only because [`Member`] names it.)
+#[derive(Clone, Debug)]
+pub struct HistogramConfig {
+    bounds: Arc<[f64]>,
+    native: Option<NativeBuckets>,
+}
+
+/// Builds a [`Histogram`] (or a family of them) with classic buckets,
+/// native buckets, or both.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use muster_metrics::{Histogram, NativeBuckets, Store};
+/// let store = Store::new(dir.path());
+/// let latency = Histogram::builder("request_seconds", "Request latency.")
+///     .buckets(&[0.1, 0.5, 1.0])
+///     .native(NativeBuckets::with_factor(1.1).unwrap())
+///     .store(&store)
+///     .family(&["route"])
+///     .unwrap();
+/// latency.with_label_values(&["/"]).observe(0.25);
+/// ```
+#[derive(Debug)]
+pub struct HistogramBuilder<'a> {
+    name: &'a str,
+    help: &'a str,
+    store: Store,
+    buckets: Option<Vec<f64>>,
+    native: Option<NativeBuckets>,
+}
+
+impl<'a> HistogramBuilder<'a> {
+    /// Classic bucket upper bounds, increasing (`+Inf` is added). Without
+    /// this, a histogram with native buckets has no classic ones, and one
+    /// without has Python's [`DEFAULT_BUCKETS`].
+    pub fn buckets(mut self, bounds: &[f64]) -> Self {
+        self.buckets = Some(bounds.to_vec());
+        self
+    }
+
+    /// Native (sparse exponential) buckets as well.
+    pub fn native(mut self, native: NativeBuckets) -> Self {
+        self.native = Some(native);
+        self
+    }
+
+    /// Writes into `store` instead of the default store.
+    pub fn store(mut self, store: &Store) -> Self {
+        self.store = store.clone();
+        self
+    }
+
+    fn parts(&self, labels: &[&str]) -> Result<(Desc, HistogramConfig), MetricError> {
+        let bounds = match (&self.buckets, &self.native) {
+            (Some(b), _) => bounds(b)?,
+            (None, None) => bounds(&DEFAULT_BUCKETS)?,
+            (None, Some(_)) => Arc::from([]),
+        };
+        let desc = Desc::new(
+            &self.store,
+            self.name,
+            self.help,
+            labels,
+            &["le"],
+            FileKind::Histogram,
+        )?;
+        Ok((
+            desc,
+            HistogramConfig {
+                bounds,
+                native: self.native,
+            },
+        ))
+    }
+
+    /// A histogram without labels.
+    pub fn build(self) -> Result<Histogram, MetricError> {
+        let (desc, config) = self.parts(&[])?;
+        Ok(Histogram::build(&Arc::new(desc), &config, &[]))
+    }
+
+    /// A family of histograms with these label names.
+    pub fn family(self, labels: &[&str]) -> Result<Family<Histogram>, MetricError> {
+        let (desc, config) = self.parts(labels)?;
+        Ok(Family::new(desc, config))
+    }
+
+    /// A family of histograms labelled by the type `L`.
+    pub fn typed_family<L: LabelSet>(self) -> Result<Family<Histogram, L>, MetricError> {
+        let (desc, config) = self.parts(L::NAMES)?;
+        Ok(Family::new(desc, config))
+    }
 }
 
 impl Histogram {
+    /// A builder for a histogram with classic buckets, native buckets or
+    /// both, in the default store unless [`HistogramBuilder::store`] says.
+    pub fn builder<'a>(name: &'a str, help: &'a str) -> HistogramBuilder<'a> {
+        HistogramBuilder {
+            name,
+            help,
+            store: Store::global().clone(),
+            buckets: None,
+            native: None,
+        }
+    }
+
     /// A histogram without labels, in the default store. `buckets` are upper
     /// bounds in increasing order; `+Inf` is added if missing.
     pub fn new(name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, MetricError> {
@@ -54,8 +173,10 @@ impl Histogram {
         help: &str,
         buckets: &[f64],
     ) -> Result<Histogram, MetricError> {
-        let (desc, bounds) = histogram_desc(store, name, help, &[], buckets)?;
-        Ok(Histogram::build(&Arc::new(desc), &bounds, &[]))
+        Histogram::builder(name, help)
+            .buckets(buckets)
+            .store(store)
+            .build()
     }
 
     /// A family of histograms with these label names, in the default store.
@@ -76,8 +197,10 @@ impl Histogram {
         labels: &[&str],
         buckets: &[f64],
     ) -> Result<Family<Histogram>, MetricError> {
-        let (desc, bounds) = histogram_desc(store, name, help, labels, buckets)?;
-        Ok(Family::new(desc, bounds))
+        Histogram::builder(name, help)
+            .buckets(buckets)
+            .store(store)
+            .family(labels)
     }
 
     /// A family of histograms labelled by the type `L`, in the default store.
@@ -96,12 +219,15 @@ impl Histogram {
         help: &str,
         buckets: &[f64],
     ) -> Result<Family<Histogram, L>, MetricError> {
-        let (desc, bounds) = histogram_desc(store, name, help, L::NAMES, buckets)?;
-        Ok(Family::new(desc, bounds))
+        Histogram::builder(name, help)
+            .buckets(buckets)
+            .store(store)
+            .typed_family()
     }
 
     /// Records one observation. As in Python, NaN is added to the sum but
-    /// counted in no bucket (`NaN <= bound` is false even for `+Inf`).
+    /// counted in no bucket (`NaN <= bound` is false even for `+Inf`); the
+    /// native buckets do the same.
     #[inline]
     pub fn observe(&self, value: f64) {
         let cells = &*self.0;
@@ -109,33 +235,84 @@ impl Histogram {
         if let Some(index) = cells.bounds.iter().position(|b| value <= *b) {
             cells.buckets[index].add(1.0);
         }
-        cells.sum.add(value);
+        if let Some(sum) = &cells.sum {
+            sum.add(value);
+        }
+        if let Some(native) = &cells.native {
+            native.observe(value);
+        }
+    }
+
+    /// Records one observation with an exemplar (labels such as
+    /// `trace_id`, OpenMetrics' limit of 128 characters): the latest
+    /// exemplar of the value's classic bucket (or of the series, without
+    /// classic buckets) in this process. The observation is recorded
+    /// whatever the labels; an error says why the exemplar was not.
+    pub fn observe_with_exemplar(
+        &self,
+        value: f64,
+        labels: &[(&str, &str)],
+    ) -> Result<(), ExemplarError> {
+        self.observe(value);
+        let cells = &*self.0;
+        let slot = if cells.bounds.is_empty() {
+            Some(0)
+        } else {
+            cells.bounds.iter().position(|b| value <= *b)
+        };
+        let encoded = encode_labels(labels)?;
+        if let Some(slot) = slot {
+            let exemplar = cells.exemplars[slot].get_or_init(|| {
+                let key = match cells.buckets.get(slot) {
+                    Some(bucket) => bucket.key().to_owned(),
+                    None => cells
+                        .native
+                        .as_ref()
+                        .map(NativeCells::exemplar_key)
+                        .unwrap_or_default(),
+                };
+                ExemplarCell::new_in(&cells.store, key)
+            });
+            exemplar.set(&encoded, value, now());
+        }
+        Ok(())
     }
 
     /// This process's sum of observations.
     pub fn sum(&self) -> f64 {
-        self.0.sum.get()
+        match (&self.0.sum, &self.0.native) {
+            (Some(sum), _) => sum.get(),
+            (None, Some(native)) => native.sum(),
+            (None, None) => 0.0,
+        }
     }
 
     /// This process's number of observations.
     pub fn count(&self) -> f64 {
-        self.0.buckets.iter().map(ValueCell::get).sum()
+        match &self.0.native {
+            Some(native) if self.0.buckets.is_empty() => native.count(),
+            _ => self.0.buckets.iter().map(ValueCell::get).sum(),
+        }
+    }
+
+    /// This process's number of observations in native buckets (`None`
+    /// without native buckets).
+    pub fn native_count(&self) -> Option<f64> {
+        self.0.native.as_ref().map(NativeCells::count)
+    }
+
+    /// The schema this process makes new native buckets at (the configured
+    /// one, or lower after the bucket limit halved the resolution).
+    pub fn native_schema(&self) -> Option<i8> {
+        self.0.native.as_ref().map(NativeCells::schema)
     }
 }
 
-/// The description and checked bounds of a histogram (`le` is reserved).
-fn histogram_desc(
-    store: &Store,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> Result<(Desc, Arc<[f64]>), MetricError> {
-    let bounds = bounds(buckets)?;
-    Ok((
-        Desc::new(store, name, help, labels, &["le"], FileKind::Histogram)?,
-        bounds,
-    ))
+/// Seconds since the epoch, now.
+pub(crate) fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn bounds(buckets: &[f64]) -> Result<Arc<[f64]>, MetricError> {
@@ -155,23 +332,31 @@ fn bounds(buckets: &[f64]) -> Result<Arc<[f64]>, MetricError> {
 }
 
 impl Member for Histogram {
-    type Config = Arc<[f64]>;
+    type Config = HistogramConfig;
 
-    fn build(desc: &Arc<Desc>, bounds: &Arc<[f64]>, values: &[&str]) -> Histogram {
-        let buckets: Box<[ValueCell]> = bounds
+    fn build(desc: &Arc<Desc>, config: &HistogramConfig, values: &[&str]) -> Histogram {
+        let buckets: Box<[ValueCell]> = config
+            .bounds
             .iter()
             .map(|b| {
                 let le = float_to_go_string(*b);
                 desc.cell(desc.key("_bucket", values, Some(("le", &le))))
             })
             .collect();
-        let sum = desc.cell(desc.key("_sum", values, None));
+        let sum = (!buckets.is_empty()).then(|| desc.cell(desc.key("_sum", values, None)));
         buckets.iter().for_each(ValueCell::touch);
-        sum.touch();
+        sum.iter().for_each(ValueCell::touch);
+        let native = config
+            .native
+            .map(|native| NativeCells::new(desc, native, values));
+        let exemplars = (0..buckets.len().max(1)).map(|_| OnceLock::new()).collect();
         Histogram(Arc::new(HistogramCells {
-            bounds: bounds.clone(),
+            bounds: config.bounds.clone(),
             buckets,
             sum,
+            native,
+            exemplars,
+            store: desc.store.clone(),
         }))
     }
 }

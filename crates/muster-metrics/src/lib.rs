@@ -28,6 +28,7 @@ mod desc;
 mod family;
 mod gauge;
 mod histogram;
+mod native;
 
 pub use counter::Counter;
 pub use desc::MetricError;
@@ -36,5 +37,10 @@ pub use family::{
     MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL_VALUE,
 };
 pub use gauge::Gauge;
-pub use histogram::{Histogram, Summary, DEFAULT_BUCKETS};
+pub use histogram::{Histogram, HistogramBuilder, HistogramConfig, Summary, DEFAULT_BUCKETS};
+pub use muster_store::ExemplarError;
 pub use muster_store::{GaugeMode, Store};
+pub use native::{
+    reduce_index, NativeBuckets, DEFAULT_MAX_BUCKETS, DEFAULT_ZERO_THRESHOLD, MAX_SCHEMA,
+    MIN_SCHEMA,
+};

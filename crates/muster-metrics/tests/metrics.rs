@@ -2,7 +2,8 @@
 
 use muster_collect_free::scrape;
 use muster_metrics::{
-    Counter, Gauge, GaugeMode, Histogram, LabelSet, Store, Summary, OVERFLOW_LABEL_VALUE,
+    Counter, ExemplarError, Gauge, GaugeMode, Histogram, LabelSet, NativeBuckets, Store, Summary,
+    OVERFLOW_LABEL_VALUE,
 };
 
 /// A tiny reader of this process's files, so this crate's tests do not
@@ -25,6 +26,14 @@ mod muster_collect_free {
             .collect();
         paths.sort();
         for path in paths {
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("exemplar_")
+            {
+                continue; // another entry layout, read by the exemplar tests
+            }
             let map = MappedFile::open(&path).unwrap();
             let used = map.used().unwrap();
             for e in entries(map.bytes(), HEADER_SIZE, used) {
@@ -231,4 +240,140 @@ fn invalid_definitions_are_errors() {
     assert!(Summary::family_in(&s, "s", "x", &["quantile"]).is_err());
     assert!(Histogram::new_in(&s, "h2", "x", &[2.0, 1.0]).is_err());
     assert!(Gauge::family_in(&s, "g", "x", &["a", "a"], GaugeMode::All).is_err());
+}
+
+/// The native buckets of `dir`: (sample, schema, index, count).
+fn native_buckets(dir: &std::path::Path) -> Vec<(String, i32, i32, f64)> {
+    let mut out: Vec<_> = scrape(dir)
+        .into_iter()
+        .filter_map(|(sample, labels, value, _)| {
+            let get = |n: &str| labels.iter().find(|(k, _)| k == n)?.1.parse::<i32>().ok();
+            Some((sample, get("__schema")?, get("__index")?, value))
+        })
+        .collect();
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+#[test]
+fn native_buckets_go_to_their_own_file_in_client_golangs_layout() {
+    let (dir, store) = setup();
+    let h = Histogram::builder("lat", "Latency.")
+        .native(NativeBuckets::with_schema(0).unwrap())
+        .store(&store)
+        .build()
+        .unwrap();
+    for v in [1.0, 1.5, 2.0, 3.0, -1.5, 0.0, f64::NAN] {
+        h.observe(v);
+    }
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [format!("native_{}.muster", std::process::id())],
+        "native only: no *.db"
+    );
+    // Schema 0: (0.5, 1] is 0, (1, 2] is 1, (2, 4] is 2.
+    assert_eq!(
+        native_buckets(dir.path()),
+        [
+            ("lat_negative".into(), 0, 1, 1.0),
+            ("lat_positive".into(), 0, 0, 1.0),
+            ("lat_positive".into(), 0, 1, 2.0),
+            ("lat_positive".into(), 0, 2, 1.0),
+        ]
+    );
+    assert_eq!(value(dir.path(), "lat_zero_count", &[]), Some(1.0));
+    assert_eq!(value(dir.path(), "lat_schema", &[]), Some(0.0));
+    assert_eq!(
+        value(dir.path(), "lat_zero_threshold", &[]),
+        Some(2f64.powi(-128))
+    );
+    assert!(
+        value(dir.path(), "lat_sum", &[]).unwrap().is_nan(),
+        "NaN is added to the sum"
+    );
+    assert_eq!(h.count(), 6.0, "NaN is counted in no bucket");
+}
+
+#[test]
+fn the_bucket_limit_halves_the_resolution_and_keeps_every_count() {
+    let (dir, store) = setup();
+    let h = Histogram::builder("big", "Spread out.")
+        .buckets(&[1.0])
+        .native(NativeBuckets::with_schema(3).unwrap().max_buckets(4))
+        .store(&store)
+        .build()
+        .unwrap();
+    let values: Vec<f64> = (1..=200).map(|i| f64::from(i) * 0.37).collect();
+    for v in &values {
+        h.observe(*v);
+    }
+    let schema = h.native_schema().unwrap();
+    assert!(schema < 3, "the limit reduced the schema (now {schema})");
+    let buckets = native_buckets(dir.path());
+    let total: f64 = buckets.iter().map(|b| b.3).sum();
+    assert_eq!(total, 200.0, "no count is lost when the resolution changes");
+    assert_eq!(h.native_count(), Some(200.0));
+    assert_eq!(h.count(), 200.0, "classic buckets alongside");
+    let at_last: std::collections::BTreeSet<i32> = buckets
+        .iter()
+        .filter(|b| b.1 == i32::from(schema))
+        .map(|b| b.2)
+        .collect();
+    assert!(at_last.len() <= 4, "{at_last:?}");
+    // Everything reduced to the lowest schema fits the limit.
+    let reduced: std::collections::BTreeSet<i32> = buckets
+        .iter()
+        .map(|b| muster_metrics::reduce_index(b.2, b.1, i32::from(schema)))
+        .collect();
+    assert!(reduced.len() <= 4, "{reduced:?}");
+}
+
+#[test]
+fn exemplars_are_kept_per_series_and_bad_labels_are_an_error_not_a_lost_count() {
+    use muster_store::format::{EXEMPLAR_PAYLOAD, HEADER_SIZE};
+    use muster_store::reader::{entries_sized, MappedFile};
+    let (dir, store) = setup();
+    let c = Counter::new_in(&store, "jobs", "Jobs.").unwrap();
+    c.inc_with_exemplar(&[("trace_id", "abc")]).unwrap();
+    let h = Histogram::new_in(&store, "lat", "Latency.", &[0.1, 1.0]).unwrap();
+    h.observe_with_exemplar(0.5, &[("trace_id", "def")])
+        .unwrap();
+    let long = "x".repeat(200);
+    assert_eq!(
+        c.inc_with_exemplar(&[("trace_id", &long)]),
+        Err(ExemplarError::TooLong(208))
+    );
+    assert_eq!(c.get(), 2.0);
+    let path = dir
+        .path()
+        .join(format!("exemplar_{}.muster", std::process::id()));
+    let map = MappedFile::open(&path).unwrap();
+    let mut found = Vec::new();
+    for e in entries_sized(
+        map.bytes(),
+        HEADER_SIZE,
+        map.used().unwrap(),
+        EXEMPLAR_PAYLOAD,
+    ) {
+        let e = e.unwrap();
+        let key = muster_store::Key::parse(e.key).unwrap();
+        let ex = map.load_exemplar(e.value_pos).unwrap();
+        found.push((key.sample, key.labels, ex.labels[0].1.clone(), ex.value));
+    }
+    assert_eq!(
+        found,
+        [
+            ("jobs_total".into(), vec![], "abc".into(), 1.0),
+            (
+                "lat_bucket".into(),
+                vec![("le".into(), "1.0".into())],
+                "def".into(),
+                0.5
+            ),
+        ]
+    );
 }
