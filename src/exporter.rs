@@ -153,6 +153,8 @@ impl DurationHistogram {
                 name: Arc::clone(&bucket),
                 labels: Arc::new(Labels::new(vec![("le".into(), le)])),
                 value: cumulative as f64,
+                exemplar: None,
+                native: None,
             });
         }
         let none = Arc::new(Labels::new(Vec::new()));
@@ -160,11 +162,15 @@ impl DurationHistogram {
             name: Arc::from(format!("{name}_count")),
             labels: Arc::clone(&none),
             value: cumulative as f64,
+            exemplar: None,
+            native: None,
         });
         samples.push(Sample {
             name: Arc::from(format!("{name}_sum")),
             labels: none,
             value: self.sum,
+            exemplar: None,
+            native: None,
         });
         MetricFamily {
             name: name.into(),

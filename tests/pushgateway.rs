@@ -287,6 +287,8 @@ fn a_refused_push_is_a_clear_error() {
             name: "clash".into(),
             labels: Arc::new(Labels::new(Vec::new())),
             value: 1.0,
+            exemplar: None,
+            native: None,
         }],
     });
     let e = gw

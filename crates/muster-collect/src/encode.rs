@@ -3,7 +3,9 @@
 
 use muster_store::write_go_float;
 
-use crate::model::{escape_into, MetricKind, MetricSet};
+use std::fmt::Write;
+
+use crate::model::{escape_into, Exemplar, MetricKind, MetricSet};
 
 /// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub fn encode(set: &MetricSet, format: Format) -> String {
             }
             out.push(' ');
             write_go_float(&mut out, sample.value);
+            if let (true, Some(exemplar)) = (om, &sample.exemplar) {
+                write_exemplar(&mut out, exemplar);
+            }
             out.push('\n');
         }
     }
@@ -115,6 +120,25 @@ pub fn encode(set: &MetricSet, format: Format) -> String {
         out.push_str("# EOF\n");
     }
     out
+}
+
+/// OpenMetrics' exemplar after a sample's value:
+/// ` # {trace_id="abc"} 0.5 1700000000.123`.
+fn write_exemplar(out: &mut String, exemplar: &Exemplar) {
+    out.push_str(" # {");
+    for (i, (name, value)) in exemplar.labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value, true);
+        out.push('"');
+    }
+    out.push_str("} ");
+    write_go_float(out, exemplar.value);
+    // Seconds with their fraction, never in exponent form.
+    let _ = write!(out, " {}", exemplar.timestamp);
 }
 
 #[cfg(test)]
@@ -151,6 +175,8 @@ mod tests {
                     name: "walks_total".into(),
                     labels: Arc::new(Labels::new(vec![("route".into(), "a\"b\\c\nd".into())])),
                     value: 3.0,
+                    exemplar: None,
+                    native: None,
                 }],
             }],
         }

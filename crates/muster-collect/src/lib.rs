@@ -21,6 +21,7 @@ mod listing;
 mod merge;
 mod model;
 mod names;
+mod native;
 mod parse;
 pub mod push;
 mod registry;
@@ -28,6 +29,8 @@ mod scan;
 
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};
-pub use model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+pub use model::{
+    BucketSpan, Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
+};
 pub use parse::{parse, ParseError};
 pub use registry::MultiprocessCollector;

@@ -36,6 +36,7 @@ use muster_store::{FileKind, FileName, GaugeMode};
 use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::native::MusterFiles;
 use crate::scan::{runs, scan_file, scan_run, Job, Keys, Scanned};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -403,6 +404,10 @@ pub struct Collector {
     gen: u64,
     errors_total: u64,
     last_errors: Vec<(String, String)>,
+    /// The `*.muster` files of the last listing (see `native`).
+    muster_files: Vec<String>,
+    /// The `*.muster` files whose problem was logged already.
+    muster_logged: Vec<String>,
 }
 
 impl Collector {
@@ -415,6 +420,8 @@ impl Collector {
             gen: 0,
             errors_total: 0,
             last_errors: Vec::new(),
+            muster_files: Vec::new(),
+            muster_logged: Vec::new(),
         }
     }
 
@@ -495,7 +502,20 @@ impl Collector {
                 self.last_errors.push((file, problem));
             }
         }
-        Ok(self.snapshot())
+        let mut set = self.snapshot();
+        if !self.muster_files.is_empty() {
+            let muster = MusterFiles::read(&self.dir, &self.muster_files);
+            for (file, problem) in &muster.problems {
+                self.errors_total += 1;
+                if !self.muster_logged.contains(file) {
+                    tracing::warn!(file = %file, problem = %problem, "skipping bad muster file (or its bad part)");
+                    self.muster_logged.push(file.clone());
+                }
+                self.last_errors.push((file.clone(), problem.clone()));
+            }
+            muster.attach(&mut set);
+        }
+        Ok(set)
     }
 
     /// One pass over the files: reads the entries each appended since the
@@ -601,10 +621,12 @@ impl Collector {
         // A compaction (compact.rs) renames and unlinks files: list and open
         // them while none runs.
         let guard = crate::compact::ReadGuard::acquire(&self.dir);
-        let listing = list_metric_files(&self.dir).map_err(|source| CollectError::Dir {
-            path: self.dir.clone(),
-            source,
-        })?;
+        let (listing, muster_files) =
+            list_metric_files(&self.dir).map_err(|source| CollectError::Dir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        self.muster_files = muster_files;
         // Both lists are sorted by name: keep a known file when its name and
         // inode are still listed, open the rest. (The open descriptor keeps
         // a deleted file's inode from being reused, so a replaced file always
@@ -760,6 +782,8 @@ impl Collector {
                                 name: series.sample.clone(),
                                 labels: series.labels.clone(),
                                 value,
+                                exemplar: None,
+                                native: None,
                             });
                         }
                     }
@@ -1244,6 +1268,8 @@ impl MergeState {
                     name: family.bucket_name.clone(),
                     labels: labels.clone(),
                     value: cumulative,
+                    exemplar: None,
+                    native: None,
                 });
             }
         }
@@ -1252,6 +1278,8 @@ impl MergeState {
                 name: family.count_name.clone(),
                 labels: h.base.clone(),
                 value: cumulative,
+                exemplar: None,
+                native: None,
             });
         }
         if let Some(slot) = h.sum {
@@ -1260,6 +1288,8 @@ impl MergeState {
                     name: self.series[slot as usize].sample.clone(),
                     labels: h.base.clone(),
                     value,
+                    exemplar: None,
+                    native: None,
                 });
             }
         }

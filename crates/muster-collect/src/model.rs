@@ -101,6 +101,99 @@ pub struct Sample {
     pub labels: Arc<Labels>,
     /// The merged value.
     pub value: f64,
+    /// The latest exemplar across processes (counters' `_total` and
+    /// histograms' `_bucket` samples; see [`Exemplar`]).
+    pub exemplar: Option<Arc<Exemplar>>,
+    /// A histogram's native buckets merged across processes, on its
+    /// `_count` sample (see [`NativeHistogram`]).
+    pub native: Option<Arc<NativeHistogram>>,
+}
+
+/// An exemplar: labels (such as `trace_id`), the value it was recorded
+/// with and when (seconds since the epoch). A merge keeps the latest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    /// Label names and values, as recorded.
+    pub labels: Vec<(String, String)>,
+    /// The observed value (the increment, for a counter).
+    pub value: f64,
+    /// Seconds since the epoch.
+    pub timestamp: f64,
+}
+
+/// One series of a native (sparse exponential) histogram, merged across
+/// processes: every process's buckets reduced to the lowest schema any of
+/// them used, and added.
+///
+/// At `schema` the bucket with index `k` counts the values in
+/// `(2^((k-1)/2^schema), 2^(k/2^schema)]` (negative values mirrored);
+/// values with `|v| <= zero_threshold` count in the zero bucket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NativeHistogram {
+    /// The resolution, -4..=8.
+    pub schema: i32,
+    /// The zero bucket's upper bound (the largest any process used).
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Observations in all buckets (NaN observations are in no bucket and
+    /// not counted, as in the classic buckets).
+    pub count: f64,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Positive buckets: (index, count), increasing index, counts not
+    /// cumulative, no zero counts.
+    pub positive: Vec<(i32, f64)>,
+    /// Negative buckets, the same way (index of the magnitude).
+    pub negative: Vec<(i32, f64)>,
+}
+
+/// A run of consecutive buckets in protobuf's sparse layout: `offset` from
+/// the end of the previous span (from 0 for the first) and `length`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketSpan {
+    /// Gap to the previous span's end (the first span's start index).
+    pub offset: i32,
+    /// Buckets in the span.
+    pub length: u32,
+}
+
+impl NativeHistogram {
+    /// `buckets` (sorted by index) as protobuf's spans and count deltas
+    /// (each count minus the previous one). Gaps of up to two empty buckets
+    /// are filled with zeros instead of starting a new span, as
+    /// client_golang does.
+    pub fn spans(buckets: &[(i32, f64)]) -> (Vec<BucketSpan>, Vec<i64>) {
+        let mut spans: Vec<BucketSpan> = Vec::new();
+        let mut deltas = Vec::new();
+        let mut previous_count = 0i64;
+        let mut next_index = 0i32;
+        for &(index, count) in buckets {
+            let count = count as i64;
+            let gap = index - next_index;
+            match spans.last_mut() {
+                Some(span) if (0..=2).contains(&gap) => {
+                    for _ in 0..gap {
+                        deltas.push(-previous_count);
+                        previous_count = 0;
+                    }
+                    span.length += gap as u32 + 1;
+                }
+                Some(_) => spans.push(BucketSpan {
+                    offset: gap,
+                    length: 1,
+                }),
+                None => spans.push(BucketSpan {
+                    offset: index,
+                    length: 1,
+                }),
+            }
+            deltas.push(count - previous_count);
+            previous_count = count;
+            next_index = index + 1;
+        }
+        (spans, deltas)
+    }
 }
 
 /// A metric family: name, help, type and merged samples.
@@ -161,6 +254,8 @@ impl MetricSet {
                 name: sample.into(),
                 labels: Arc::new(Labels::new(Vec::new())),
                 value,
+                exemplar: None,
+                native: None,
             }],
         });
     }
@@ -195,6 +290,8 @@ impl MetricSet {
                 name: sample.into(),
                 labels: Arc::new(Labels::new(Vec::new())),
                 value,
+                exemplar: None,
+                native: None,
             }),
         }
     }

@@ -275,6 +275,8 @@ impl Parser {
             name: sample.name.into(),
             labels: Arc::new(Labels::new(sample.labels)),
             value: sample.value,
+            exemplar: None,
+            native: None,
         });
         Ok(())
     }

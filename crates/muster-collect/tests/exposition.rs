@@ -146,6 +146,8 @@ fn sample(
         name: name.into(),
         labels: Arc::new(Labels::new(labels)),
         value,
+        exemplar: None,
+        native: None,
     }
 }
 
