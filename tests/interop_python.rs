@@ -123,3 +123,79 @@ fn file_ids_with_underscores_are_read_like_python() {
     }
     assert_matches_python(dir.path(), BOTH, "python files with `_` in their ids");
 }
+
+/// Python's collector reads `*.db` only: a directory where muster also keeps
+/// native histogram buckets and exemplars (`*.muster`) gives byte for byte
+/// the exposition of the same directory without them, in both formats.
+#[test]
+fn native_buckets_and_exemplars_are_invisible_to_python() {
+    use muster_metrics::{Counter, Histogram, NativeBuckets, Store};
+    const EXPOSE: &str = "import sys\n\
+        from prometheus_client import CollectorRegistry, generate_latest\n\
+        from prometheus_client.multiprocess import MultiProcessCollector\n\
+        from prometheus_client.openmetrics.exposition import generate_latest as om\n\
+        r = CollectorRegistry()\n\
+        MultiProcessCollector(r, path=sys.argv[1])\n\
+        sys.stdout.buffer.write(generate_latest(r) + b'----\\n' + om(r))\n";
+    let expose = |dir: &std::path::Path| {
+        common::run_ok(
+            std::process::Command::new(common::python())
+                .arg("-c")
+                .arg(EXPOSE)
+                .arg(dir),
+            b"",
+        )
+    };
+    let write = |dir: &std::path::Path, native: bool| {
+        for (w, values) in [[0.02, 0.3, 7.0], [0.2, 0.0, 12.0]].iter().enumerate() {
+            let store = Store::new(dir);
+            store.set_process_id(&format!("w{w}")).unwrap();
+            let mut builder = Histogram::builder("req_seconds", "Request time.")
+                .buckets(&[0.1, 1.0, 10.0])
+                .store(&store);
+            if native {
+                builder = builder.native(NativeBuckets::default());
+            }
+            let h = builder.family(&["route"]).unwrap();
+            let c = Counter::family_in(&store, "req", "Requests.", &["route"]).unwrap();
+            for v in values {
+                let (h, c) = (h.with_label_values(&["/a"]), c.with_label_values(&["/a"]));
+                if native {
+                    h.observe_with_exemplar(
+                        *v,
+                        &[("trace_id", "0af7651916cd43dd8448eb211c80319c")],
+                    )
+                    .unwrap();
+                    c.inc_with_exemplar(&[("trace_id", "b7ad6b7169203331")])
+                        .unwrap();
+                } else {
+                    h.observe(*v);
+                    c.inc();
+                }
+            }
+        }
+    };
+    let (plain, with_native) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(plain.path(), false);
+    write(with_native.path(), true);
+    let muster_files = std::fs::read_dir(with_native.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".muster")
+        })
+        .count();
+    assert_eq!(
+        muster_files, 4,
+        "native and exemplar files of two processes"
+    );
+    let want = expose(plain.path());
+    assert!(String::from_utf8_lossy(&want).contains("req_seconds_count{route=\"/a\"} 6.0"));
+    assert_eq!(
+        String::from_utf8_lossy(&expose(with_native.path())),
+        String::from_utf8_lossy(&want)
+    );
+}
