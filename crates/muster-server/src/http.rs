@@ -387,16 +387,57 @@ async fn instrumented<S: AppService>(
     let gauge = metrics.in_progress.with_label_values(&[method, route]);
     gauge.inc();
     let guard = InProgress(gauge);
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| trace_id(v.as_bytes()))
+        .map(|id| id.to_owned());
     let start = Instant::now();
     let (resp, template) = call(&mut svc, req, shared.handler_timeout).await;
     let elapsed = start.elapsed().as_secs_f64();
     let route = template.as_deref().unwrap_or(route);
     let status = resp.status();
     let labels: &[&str] = &[method, route, status.as_str()];
-    metrics.requests.with_label_values(labels).inc();
-    metrics.duration.with_label_values(labels).observe(elapsed);
+    let (requests, duration) = (
+        metrics.requests.with_label_values(labels),
+        metrics.duration.with_label_values(labels),
+    );
+    match &trace_id {
+        Some(id) => {
+            // A 32-character hex id always fits an exemplar.
+            let exemplar: &[(&str, &str)] = &[("trace_id", id)];
+            let _ = requests.inc_with_exemplar(exemplar);
+            let _ = duration.observe_with_exemplar(elapsed, exemplar);
+        }
+        None => {
+            requests.inc();
+            duration.observe(elapsed);
+        }
+    }
     drop(guard);
     resp
+}
+
+/// The trace id of a W3C `traceparent` header
+/// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`); `None` when the
+/// header is malformed or the id is all zeros (invalid by the spec).
+pub(crate) fn trace_id(header: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(header).ok()?.trim();
+    let mut parts = text.split('-');
+    let (version, id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(id, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none())
+        && id.bytes().any(|b| b != b'0');
+    valid.then_some(id)
 }
 
 /// Calls the user's service; an error becomes a 500, no response head within
@@ -526,6 +567,28 @@ async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparent_headers_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let good = format!("00-{id}-00f067aa0ba902b7-01");
+        assert_eq!(trace_id(good.as_bytes()), Some(id));
+        // A later version may add fields.
+        let later = format!("01-{id}-00f067aa0ba902b7-01-extra");
+        assert_eq!(trace_id(later.as_bytes()), Some(id));
+        for bad in [
+            "".to_owned(),
+            format!("00-{id}-00f067aa0ba902b7"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{}-00f067aa0ba902b7-01", &id[..31]),
+            "00-zz-yy-01".to_owned(),
+        ] {
+            assert_eq!(trace_id(bad.as_bytes()), None, "{bad}");
+        }
+    }
 
     #[test]
     fn routes_match_templates_not_raw_paths() {

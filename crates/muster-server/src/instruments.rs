@@ -2,7 +2,7 @@
 //! Created in the process that writes them (workers after fork, the supervisor at
 //! start), so each lands in that process's own files.
 
-use muster_metrics::{Counter, Family, Gauge, GaugeMode, Histogram, MetricError};
+use muster_metrics::{Counter, Family, Gauge, GaugeMode, Histogram, MetricError, NativeBuckets};
 use tracing::warn;
 
 /// Buckets of `http_request_duration_seconds` (seconds).
@@ -25,12 +25,16 @@ impl HttpMetrics {
                 "HTTP requests handled, by method, route template and status",
                 &["method", "route", "status"],
             )?,
-            duration: Histogram::family(
+            // Classic buckets (what Python's collector and text scrapes see)
+            // and native ones (client_golang's factor 1.1: schema 3, at most
+            // 160 buckets), for Prometheus scraping protobuf.
+            duration: Histogram::builder(
                 "http_request_duration_seconds",
                 "time to the response head, by method, route template and status",
-                &["method", "route", "status"],
-                &DURATION_BUCKETS,
-            )?,
+            )
+            .buckets(&DURATION_BUCKETS)
+            .native(NativeBuckets::with_factor(1.1)?)
+            .family(&["method", "route", "status"])?,
             in_progress: Gauge::family(
                 "http_requests_in_progress",
                 "HTTP requests being handled, by method and route template",
