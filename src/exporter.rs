@@ -32,7 +32,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use muster_collect::{encode, Collector, Format, Labels, MetricFamily, MetricKind, Sample};
+use muster_collect::{Collector, Exposition, Labels, MetricFamily, MetricKind, Sample};
 use muster_server::http::ResponseBody;
 use muster_server::server::{Handler, HttpLimits, HttpServer};
 use muster_server::Listener;
@@ -191,8 +191,8 @@ struct Scraper {
 
 impl Scraper {
     /// Merges the directory and encodes it, with the exporter's own metrics, in
-    /// `format`.
-    fn scrape(&mut self, format: Format) -> Result<String, String> {
+    /// `exposition`.
+    fn scrape(&mut self, exposition: Exposition) -> Result<Vec<u8>, String> {
         let start = Instant::now();
         let result = self.collector.collect();
         self.durations.observe(start.elapsed().as_secs_f64());
@@ -227,7 +227,7 @@ impl Scraper {
             "muster_exporter_scrape_failures_total",
             self.failures as f64,
         );
-        Ok(encode(&set, format))
+        Ok(exposition.encode(&set))
     }
 }
 
@@ -307,19 +307,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 }
 
 async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body> {
-    let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let exposition = Exposition::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = muster_server::http::accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let shared = Arc::clone(shared);
     let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bool), String> {
-        let text = {
+        let body = {
             let mut s = shared.scraper.lock().unwrap_or_else(|p| p.into_inner());
-            s.scrape(format)?
+            s.scrape(exposition)?
         };
-        Ok(muster_server::http::metrics_body(text, gzip))
+        Ok(muster_server::http::metrics_body(body, gzip))
     });
     match job.await {
         Ok(Ok((body, gz))) => {
-            let mut r = respond(StatusCode::OK, format.content_type(), body);
+            let mut r = respond(StatusCode::OK, exposition.content_type(), body);
             muster_server::http::set_metrics_headers(r.headers_mut(), gz);
             r
         }

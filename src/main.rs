@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use muster_collect::{encode, Collector, Format};
+use muster_collect::{Collector, Escaping, Exposition, MediaType};
 use muster_store::reader::{entries, MappedFile};
 
 /// muster: pre-fork server runtime with Prometheus multiprocess metrics.
@@ -25,9 +25,15 @@ enum Command {
         /// The multiprocess directory (as PROMETHEUS_MULTIPROC_DIR).
         #[arg(long, env = "PROMETHEUS_MULTIPROC_DIR")]
         dir: PathBuf,
-        /// Exposition format.
+        /// Exposition format (`protobuf`: length-delimited
+        /// io.prometheus.client.MetricFamily messages, as served for
+        /// Prometheus' PrometheusProto).
         #[arg(long, value_enum, default_value_t = FormatArg::Text)]
         format: FormatArg,
+        /// How metric and label names outside the legacy character sets are
+        /// shown (Prometheus' `escaping=`); `underscores` is what Python shows.
+        #[arg(long, value_enum, default_value_t = EscapingArg::Underscores)]
+        escaping: EscapingArg,
     },
     /// List the raw entries of a metric file, or of every *.db file in a directory.
     Inspect {
@@ -52,8 +58,52 @@ enum Command {
 enum FormatArg {
     /// Prometheus text format 0.0.4.
     Text,
-    /// OpenMetrics 1.0.
+    /// Prometheus text format 1.0.0 (quoted UTF-8 names with `--escaping allow-utf-8`).
+    #[value(name = "text-1.0.0")]
+    Text100,
+    /// OpenMetrics 1.0.0.
     Openmetrics,
+    /// OpenMetrics 0.0.1.
+    #[value(name = "openmetrics-0.0.1")]
+    Openmetrics001,
+    /// Protobuf, length-delimited MetricFamily messages (binary).
+    Protobuf,
+}
+
+impl FormatArg {
+    fn media(self) -> MediaType {
+        match self {
+            FormatArg::Text => MediaType::Text004,
+            FormatArg::Text100 => MediaType::Text100,
+            FormatArg::Openmetrics => MediaType::OpenMetrics100,
+            FormatArg::Openmetrics001 => MediaType::OpenMetrics001,
+            FormatArg::Protobuf => MediaType::Protobuf,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EscapingArg {
+    /// Names as they are (quoted in the text formats when outside the legacy set).
+    #[value(name = "allow-utf-8")]
+    AllowUtf8,
+    /// Characters outside the legacy set become `_`.
+    Underscores,
+    /// `_` becomes `__`, `.` becomes `_dot_`, others `__`.
+    Dots,
+    /// `U__` and the name with other characters as `_<hex>_`.
+    Values,
+}
+
+impl EscapingArg {
+    fn escaping(self) -> Escaping {
+        match self {
+            EscapingArg::AllowUtf8 => Escaping::AllowUtf8,
+            EscapingArg::Underscores => Escaping::Underscores,
+            EscapingArg::Dots => Escaping::Dots,
+            EscapingArg::Values => Escaping::Values,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,9 +130,13 @@ fn main() -> ExitCode {
                 .map_err(|e| (e.exit_code(), e.to_string())),
         ),
         Command::Push(args) => ("muster push", push::run(&args).map(|()| ExitCode::SUCCESS)),
-        Command::Scrape { dir, format } => (
+        Command::Scrape {
+            dir,
+            format,
+            escaping,
+        } => (
             "muster",
-            scrape(&dir, format)
+            scrape(&dir, format, escaping)
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(usage),
         ),
@@ -120,15 +174,12 @@ fn raise_open_file_limit() {
     }
 }
 
-fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
-    let format = match format {
-        FormatArg::Text => Format::Text,
-        FormatArg::Openmetrics => Format::OpenMetrics,
-    };
+fn scrape(dir: &Path, format: FormatArg, escaping: EscapingArg) -> Result<(), String> {
+    let exposition = Exposition::new(format.media(), escaping.escaping());
     let mut collector = Collector::new(dir);
     let mut set = collector.collect().map_err(|e| e.to_string())?;
     collector.append_own_metrics(&mut set);
-    let body = encode(&set, format);
+    let body = exposition.encode(&set);
     let printed = print_stdout(&body);
     // The process exits now: freeing the merge state (every key, series and
     // mapping) would only make a one-shot scrape slower.
@@ -136,10 +187,10 @@ fn scrape(dir: &Path, format: FormatArg) -> Result<(), String> {
     printed
 }
 
-fn print_stdout(text: &str) -> Result<(), String> {
+fn print_stdout(body: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(body).and_then(|()| out.flush()) {
         // A closed pipe (`muster scrape | head`) is not an error.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(format!("cannot write output: {e}"))
@@ -168,7 +219,7 @@ fn inspect(path: &Path) -> Result<(), String> {
     for file in &files {
         inspect_file(file, &mut out);
     }
-    print_stdout(&out)
+    print_stdout(out.as_bytes())
 }
 
 fn inspect_file(path: &Path, out: &mut String) {

@@ -196,6 +196,66 @@ fn python_grow(dir: &Path, series: u32) {
     );
 }
 
+/// What Prometheus asks for: its `Accept` header, the exact `Content-Type`
+/// the exporter must answer with.
+const NEGOTIATED: [(&str, &str); 5] = [
+    // Prometheus 2.42 with --enable-feature=native-histograms.
+    (
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping=underscores",
+    ),
+    // Prometheus 3, default scrape_protocols.
+    (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+    ),
+    // Prometheus 3, scrape_protocols: [PrometheusText1.0.0].
+    (
+        "text/plain;version=1.0.0;escaping=allow-utf-8",
+        "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+    ),
+    ("text/plain", "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+    ("application/json", "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+];
+
+/// Protobuf, negotiated as Prometheus asks for it, carries the samples the
+/// text exposition shows (gzipped or not), and every answer has its exact
+/// Content-Type.
+#[test]
+fn exporter_negotiates_protobuf_and_exact_content_types() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    python_write(&dir, &["types", "hostile", "realistic"]);
+    let (p, addr) = start_exporter(&dir, tmp.path(), &[]);
+    for (accept, want) in NEGOTIATED {
+        for gzip in [false, true] {
+            let (content_type, body) = scrape(addr, Some(accept), gzip);
+            assert_eq!(content_type, want, "Accept: {accept}");
+            assert!(!body.is_empty(), "Accept: {accept}");
+        }
+    }
+    // The exporter's own metrics change from one scrape to the next.
+    let stable = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| !l.starts_with("muster_exporter_"))
+            .collect()
+    };
+    let (_, text) = scrape(addr, Some("text/plain;version=0.0.4"), false);
+    let expected = stable(common::text_sample_lines(&text));
+    assert!(expected.len() > 50, "{} samples", expected.len());
+    for gzip in [false, true] {
+        let (_, body) = scrape(addr, Some(NEGOTIATED[0].0), gzip);
+        let got = stable(common::protobuf_sample_lines(&body));
+        assert_same(
+            &expected,
+            &got,
+            &format!("protobuf (gzip {gzip}) against text"),
+        );
+    }
+    drop(p);
+}
+
 #[test]
 fn exporter_follows_files_appearing_growing_and_disappearing() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -157,6 +157,8 @@ fn sample(
         name: name.into(),
         labels: Arc::new(Labels::new(labels)),
         value: value(u)?,
+        exemplar: None,
+        native: None,
     })
 }
 

@@ -681,3 +681,140 @@ fn start_on_free_port(
     }
     panic!("could not start {name} on a free port");
 }
+
+/// The samples of a protobuf exposition (length-delimited
+/// `io.prometheus.client.MetricFamily` messages, decoded with the
+/// `prometheus-client` crate's data model) as sorted lines
+/// `name{labels in name order} value`: histograms and summaries spelled out
+/// as their `_bucket` (with the implied `+Inf` bucket), `_count`, `_sum` and
+/// quantile samples; bounds and values in Go float syntax. Compare with
+/// [`text_sample_lines`] of a text exposition of the same metrics.
+pub fn protobuf_sample_lines(mut body: &[u8]) -> Vec<String> {
+    use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as pb;
+    use prost::Message;
+    let go = muster_store::float_to_go_string;
+    let mut lines = Vec::new();
+    let mut push =
+        |name: String, labels: &[pb::LabelPair], extra: Option<(&str, f64)>, value: f64| {
+            let mut pairs: Vec<(String, String)> = labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            if let Some((n, v)) = extra {
+                pairs.push((n.to_owned(), go(v)));
+            }
+            lines.push(sample_line(&name, pairs, value));
+        };
+    while !body.is_empty() {
+        let family = pb::MetricFamily::decode_length_delimited(&mut body)
+            .expect("a length-delimited MetricFamily");
+        let name = family.name.clone();
+        for m in &family.metric {
+            if let Some(c) = &m.counter {
+                push(name.clone(), &m.label, None, c.value);
+            } else if let Some(g) = &m.gauge {
+                push(name.clone(), &m.label, None, g.value);
+            } else if let Some(u) = &m.untyped {
+                push(name.clone(), &m.label, None, u.value);
+            } else if let Some(h) = &m.histogram {
+                let count = if h.sample_count_float > 0.0 {
+                    h.sample_count_float
+                } else {
+                    h.sample_count as f64
+                };
+                for b in &h.bucket {
+                    let c = if b.cumulative_count_float > 0.0 {
+                        b.cumulative_count_float
+                    } else {
+                        b.cumulative_count as f64
+                    };
+                    push(
+                        format!("{name}_bucket"),
+                        &m.label,
+                        Some(("le", b.upper_bound)),
+                        c,
+                    );
+                }
+                if h.bucket
+                    .last()
+                    .is_none_or(|b| b.upper_bound != f64::INFINITY)
+                {
+                    push(
+                        format!("{name}_bucket"),
+                        &m.label,
+                        Some(("le", f64::INFINITY)),
+                        count,
+                    );
+                }
+                push(format!("{name}_count"), &m.label, None, count);
+                push(format!("{name}_sum"), &m.label, None, h.sample_sum);
+            } else if let Some(s) = &m.summary {
+                for q in &s.quantile {
+                    push(
+                        name.clone(),
+                        &m.label,
+                        Some(("quantile", q.quantile)),
+                        q.value,
+                    );
+                }
+                push(
+                    format!("{name}_count"),
+                    &m.label,
+                    None,
+                    s.sample_count as f64,
+                );
+                push(format!("{name}_sum"), &m.label, None, s.sample_sum);
+            } else {
+                panic!("{name}: a Metric with no value");
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// The samples of a text 0.0.4 exposition (read by muster's parser) as
+/// [`protobuf_sample_lines`] writes them.
+pub fn text_sample_lines(body: &[u8]) -> Vec<String> {
+    let set = muster_collect::parse(body, muster_collect::Format::Text)
+        .unwrap_or_else(|e| panic!("{e}:\n{}", String::from_utf8_lossy(body)));
+    let mut lines: Vec<String> = set
+        .families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .map(|s| {
+            let pairs = s
+                .labels
+                .pairs()
+                .iter()
+                .map(|(n, v)| {
+                    // Bounds as numbers: `1` and `1.0` are the same bound.
+                    let v = match (n.as_str(), v.as_str()) {
+                        ("le" | "quantile", "+Inf") => {
+                            muster_store::float_to_go_string(f64::INFINITY)
+                        }
+                        ("le" | "quantile", v) => v
+                            .parse::<f64>()
+                            .map(muster_store::float_to_go_string)
+                            .unwrap_or_else(|_| v.to_owned()),
+                        _ => v.clone(),
+                    };
+                    (n.clone(), v)
+                })
+                .collect();
+            sample_line(&s.name, pairs, s.value)
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn sample_line(name: &str, mut pairs: Vec<(String, String)>, value: f64) -> String {
+    pairs.sort();
+    let labels: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!(
+        "{name}{{{}}} {}",
+        labels.join(","),
+        muster_store::float_to_go_string(value)
+    )
+}

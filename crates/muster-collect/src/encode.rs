@@ -1,13 +1,17 @@
-//! Exposition: Prometheus text 0.0.4 and OpenMetrics 1.0, and choosing
-//! between them from an `Accept` header.
+//! Exposition in the text formats: Prometheus text 0.0.4 and 1.0.0 and
+//! OpenMetrics, with names shown by any [`Escaping`] scheme; [`Format`] for
+//! the two text syntaxes muster reads back ([`crate::parse`]) and the choice
+//! between them muster had before negotiation ([`crate::Exposition`]).
 
 use muster_store::write_go_float;
 
 use std::fmt::Write;
 
-use crate::model::{escape_into, Exemplar, MetricKind, MetricSet};
+use crate::model::{escape_into, Exemplar, Labels, MetricKind, MetricSet};
+use crate::names::{escape_name, needs_quotes, Escaping};
+use crate::negotiate::{Exposition, MediaType};
 
-/// An exposition format.
+/// A text exposition syntax (what [`crate::parse`] reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
@@ -17,96 +21,78 @@ pub enum Format {
 }
 
 impl Format {
-    /// The `Content-Type` header value.
+    /// The `Content-Type` of a body in this format (as `muster push` sends
+    /// it; answers to scrapes use [`Exposition::content_type`]).
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
+}
 
-    /// Picks the format an `Accept` header prefers: OpenMetrics when it is
-    /// accepted with a quality at least that of plain text, else text 0.0.4.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        let mut openmetrics = 0.0f32;
-        let mut text = 0.0f32;
-        for range in accept.split(',') {
-            let mut params = range.split(';').map(str::trim);
-            let media = params.next().unwrap_or("").to_ascii_lowercase();
-            let mut quality = 1.0f32;
-            let mut version = None;
-            for p in params {
-                if let Some((k, v)) = p.split_once('=') {
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "q" => quality = v.trim().parse().unwrap_or(0.0),
-                        "version" => version = Some(v.trim().to_owned()),
-                        _ => {}
-                    }
-                }
-            }
-            match media.as_str() {
-                "application/openmetrics-text"
-                    if version
-                        .as_deref()
-                        .is_none_or(|v| v.starts_with("1.") || v.starts_with("0.0.1")) =>
-                {
-                    openmetrics = openmetrics.max(quality)
-                }
-                "text/plain" | "text/*" | "*/*" => text = text.max(quality),
-                _ => {}
-            }
-        }
-        if openmetrics > 0.0 && openmetrics >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
-    }
+/// Encodes `set` in `format` with the default `underscores` escaping: the
+/// output Python's exposition gives for the same directory.
+pub fn encode(set: &MetricSet, format: Format) -> String {
+    encode_text(set, format == Format::OpenMetrics, Escaping::Underscores)
+}
 
-    /// Parses `text` or `openmetrics` (for command-line flags).
-    pub fn parse(name: &str) -> Option<Format> {
-        match name {
-            "text" => Some(Format::Text),
-            "openmetrics" => Some(Format::OpenMetrics),
-            _ => None,
+impl Exposition {
+    /// Encodes `set` in this exposition: text (UTF-8) or protobuf bytes, to
+    /// be sent with [`Exposition::content_type`].
+    pub fn encode(self, set: &MetricSet) -> Vec<u8> {
+        match self.media {
+            MediaType::Protobuf => crate::protobuf::encode_protobuf(set, self.escaping),
+            media => encode_text(set, media.is_openmetrics(), self.escaping).into_bytes(),
         }
     }
 }
 
-/// Encodes `set` in `format`.
-pub fn encode(set: &MetricSet, format: Format) -> String {
+/// Encodes `set` in the text format (`om`: OpenMetrics), names shown by
+/// `escaping` (quoted where `allow-utf-8` leaves them outside the legacy
+/// set). Text 0.0.4 and 1.0.0 differ only in allowing quoted names, and
+/// OpenMetrics 0.0.1 and 1.0.0 not at all for what the merge produces.
+pub(crate) fn encode_text(set: &MetricSet, om: bool, escaping: Escaping) -> String {
     let samples: usize = set.families.iter().map(|f| f.samples.len()).sum();
     let mut out = String::with_capacity(samples * 96 + set.families.len() * 128);
-    let om = format == Format::OpenMetrics;
+    let mut family_name = String::new();
     for family in &set.families {
         // Text 0.0.4 names a counter family after its samples (`x_total`);
         // OpenMetrics names it without the suffix.
-        let total = !om && family.kind == MetricKind::Counter;
-        out.push_str("# HELP ");
-        out.push_str(&family.name);
-        if total {
-            out.push_str("_total");
+        family_name.clear();
+        family_name.push_str(&family.name);
+        if !om && family.kind == MetricKind::Counter {
+            family_name.push_str("_total");
         }
+        out.push_str("# HELP ");
+        push_name(&mut out, &family_name, escaping, true);
         out.push(' ');
         escape_into(&mut out, &family.help, om);
         out.push_str("\n# TYPE ");
-        out.push_str(&family.name);
-        if total {
-            out.push_str("_total");
-        }
+        push_name(&mut out, &family_name, escaping, true);
         out.push(' ');
         out.push_str(family.kind.type_name());
         out.push('\n');
         for sample in &family.samples {
-            out.push_str(&sample.name);
-            let labels = sample.labels.rendered();
-            if !labels.is_empty() {
+            let name = escape_name(&sample.name, escaping, true);
+            let labels = &sample.labels;
+            if needs_quotes(&name, escaping, true) {
+                // `{"name",labels}`: a name outside the legacy set goes
+                // inside the braces.
                 out.push('{');
-                out.push_str(labels);
+                push_quoted(&mut out, &name);
+                if !labels.pairs().is_empty() {
+                    out.push(',');
+                    push_labels(&mut out, labels, escaping);
+                }
                 out.push('}');
+            } else {
+                out.push_str(&name);
+                if !labels.pairs().is_empty() {
+                    out.push('{');
+                    push_labels(&mut out, labels, escaping);
+                    out.push('}');
+                }
             }
             out.push(' ');
             write_go_float(&mut out, sample.value);
@@ -120,6 +106,41 @@ pub fn encode(set: &MetricSet, format: Format) -> String {
         out.push_str("# EOF\n");
     }
     out
+}
+
+/// Writes a metric (`metric`) or label name as `escaping` shows it, quoted
+/// when it stays outside the legacy set.
+fn push_name(out: &mut String, name: &str, escaping: Escaping, metric: bool) {
+    let name = escape_name(name, escaping, metric);
+    if needs_quotes(&name, escaping, metric) {
+        push_quoted(out, &name);
+    } else {
+        out.push_str(&name);
+    }
+}
+
+fn push_quoted(out: &mut String, name: &str) {
+    out.push('"');
+    escape_into(out, name, true);
+    out.push('"');
+}
+
+/// Writes `name="value",...`: the text rendered once per label set when
+/// `escaping` keeps its (legacy) names, else rendered again.
+fn push_labels(out: &mut String, labels: &Labels, escaping: Escaping) {
+    if escaping.keeps_legacy_names() {
+        out.push_str(labels.rendered());
+        return;
+    }
+    for (i, (name, value)) in labels.pairs().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_name(out, name, escaping, false);
+        out.push_str("=\"");
+        escape_into(out, value, true);
+        out.push('"');
+    }
 }
 
 /// OpenMetrics' exemplar after a sample's value:
@@ -146,24 +167,6 @@ mod tests {
     use super::*;
     use crate::model::{Labels, MetricFamily, Sample};
     use std::sync::Arc;
-
-    #[test]
-    fn negotiates_like_prometheus_expects() {
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
-        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text; q=0")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;version=2.0.0")),
-            Format::Text
-        );
-        assert_eq!(Format::negotiate(Some("garbage;;;q=x,")), Format::Text);
-    }
 
     fn set() -> MetricSet {
         MetricSet {

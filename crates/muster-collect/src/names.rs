@@ -13,8 +13,121 @@
 //! names (not in `# HELP`/`# TYPE`), so its own parser reads a family `a:b`
 //! without samples and a second, untyped family `a_b_total`. muster keeps `:`
 //! in both formats, as its text format and OpenMetrics allow.
+//!
+//! A scraper may ask for another scheme with the `escaping=` parameter of
+//! its `Accept` header ([`Escaping`]); [`escape_name`] applies it, with the
+//! rules of client_golang's `model.EscapeName` (which prometheus_client 0.26
+//! follows too).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// How names outside the legacy character sets are shown: the values of the
+/// `escaping=` media type parameter Prometheus 3 sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Escaping {
+    /// `allow-utf-8`: names as they are; the text formats quote a name
+    /// outside the legacy set (`{"my.metric",label="x"}`).
+    AllowUtf8,
+    /// `underscores` (the default): every character outside the legacy set
+    /// becomes `_`; legacy names are kept.
+    Underscores,
+    /// `dots`: `_` becomes `__`, `.` becomes `_dot_`, any other character
+    /// outside the legacy set `__`; applied to every name, legacy ones too.
+    Dots,
+    /// `values`: a name outside the legacy set becomes `U__` followed by the
+    /// name with `_` doubled and any other character outside the set written
+    /// as `_<hex code point>_`; legacy names are kept.
+    Values,
+}
+
+impl Escaping {
+    /// Every scheme, in the order of [`Escaping::as_str`]'s documentation.
+    pub const ALL: [Escaping; 4] = [
+        Escaping::AllowUtf8,
+        Escaping::Underscores,
+        Escaping::Dots,
+        Escaping::Values,
+    ];
+
+    /// The parameter value: `allow-utf-8`, `underscores`, `dots`, `values`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escaping::AllowUtf8 => "allow-utf-8",
+            Escaping::Underscores => "underscores",
+            Escaping::Dots => "dots",
+            Escaping::Values => "values",
+        }
+    }
+
+    /// The scheme a parameter value names (exactly, as client_golang compares).
+    pub fn parse(value: &str) -> Option<Escaping> {
+        Escaping::ALL.into_iter().find(|e| e.as_str() == value)
+    }
+
+    /// Whether every legacy name is shown as it is (all but `dots`).
+    pub(crate) fn keeps_legacy_names(self) -> bool {
+        self != Escaping::Dots
+    }
+}
+
+/// `name` (a metric name when `metric`, else a label name) as `escaping`
+/// shows it, unquoted: what protobuf carries, and what the text formats
+/// write (quoted by them when [`needs_quotes`]).
+pub(crate) fn escape_name(name: &str, escaping: Escaping, metric: bool) -> Cow<'_, str> {
+    let keep = |c: char, i: usize| {
+        if metric {
+            metric_char(c, i)
+        } else {
+            label_char(c, i)
+        }
+    };
+    let legacy = || !name.is_empty() && is_shown_as_is(name, keep);
+    match escaping {
+        Escaping::AllowUtf8 => Cow::Borrowed(name),
+        Escaping::Underscores | Escaping::Values if legacy() => Cow::Borrowed(name),
+        Escaping::Underscores => Cow::Owned(escape(name.to_owned(), keep)),
+        Escaping::Dots => {
+            let mut out = String::with_capacity(name.len() + 8);
+            for (i, c) in name.chars().enumerate() {
+                match c {
+                    '_' => out.push_str("__"),
+                    '.' => out.push_str("_dot_"),
+                    c if keep(c, i) => out.push(c),
+                    _ => out.push_str("__"),
+                }
+            }
+            Cow::Owned(out)
+        }
+        Escaping::Values => {
+            let mut out = String::with_capacity(name.len() * 2 + 3);
+            out.push_str("U__");
+            for (i, c) in name.chars().enumerate() {
+                match c {
+                    '_' => out.push_str("__"),
+                    c if keep(c, i) => out.push(c),
+                    // A `char` is always a valid code point: no `_FFFD_` case.
+                    c => {
+                        let _ = write!(out, "_{:x}_", c as u32);
+                    }
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// Whether the text formats must write `name` (as [`escape_name`] returned
+/// it) in quotes: only `allow-utf-8` leaves names outside the legacy set.
+pub(crate) fn needs_quotes(name: &str, escaping: Escaping, metric: bool) -> bool {
+    escaping == Escaping::AllowUtf8
+        && !name.is_empty()
+        && !if metric {
+            is_legacy_metric_name(name)
+        } else {
+            is_legacy_label_name(name)
+        }
+}
 
 /// Whether `name` is a metric name of the legacy set `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn is_legacy_metric_name(name: &str) -> bool {
@@ -92,6 +205,61 @@ mod tests {
             assert_eq!(escape_metric_name(name.into()), metric, "metric {name:?}");
             assert_eq!(escape_label_name(name.into()), label, "label {name:?}");
         }
+    }
+
+    #[test]
+    fn escaping_schemes_like_prometheus_client() {
+        // prometheus_client 0.26's `escape_metric_name(name, scheme)` and
+        // `escape_label_name(name, scheme)` for the same names.
+        let cases: [(&str, Escaping, &str, &str); 12] = [
+            ("my.metric", Escaping::AllowUtf8, "my.metric", "my.metric"),
+            ("a_b", Escaping::AllowUtf8, "a_b", "a_b"),
+            ("my.metric", Escaping::Underscores, "my_metric", "my_metric"),
+            ("a:b", Escaping::Underscores, "a:b", "a_b"),
+            (
+                "my.metric",
+                Escaping::Dots,
+                "my_dot_metric",
+                "my_dot_metric",
+            ),
+            ("a_b", Escaping::Dots, "a__b", "a__b"),
+            ("a:b", Escaping::Dots, "a:b", "a__b"),
+            ("café", Escaping::Dots, "caf__", "caf__"),
+            (
+                "my.metric",
+                Escaping::Values,
+                "U__my_2e_metric",
+                "U__my_2e_metric",
+            ),
+            ("a_b", Escaping::Values, "a_b", "a_b"),
+            (
+                "s😀_x",
+                Escaping::Values,
+                "U__s_1f600___x",
+                "U__s_1f600___x",
+            ),
+            ("0a", Escaping::Values, "U___30_a", "U___30_a"),
+        ];
+        for (name, scheme, metric, label) in cases {
+            assert_eq!(
+                escape_name(name, scheme, true),
+                metric,
+                "{name:?} {scheme:?}"
+            );
+            assert_eq!(
+                escape_name(name, scheme, false),
+                label,
+                "{name:?} {scheme:?}"
+            );
+        }
+        assert!(needs_quotes("my.metric", Escaping::AllowUtf8, true));
+        assert!(!needs_quotes("a:b", Escaping::AllowUtf8, true));
+        assert!(needs_quotes("a:b", Escaping::AllowUtf8, false));
+        assert!(!needs_quotes("my.metric", Escaping::Underscores, true));
+        for e in Escaping::ALL {
+            assert_eq!(Escaping::parse(e.as_str()), Some(e));
+        }
+        assert_eq!(Escaping::parse("Dots"), None);
     }
 
     #[test]

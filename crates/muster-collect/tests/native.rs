@@ -233,3 +233,112 @@ fn a_bad_muster_file_is_skipped_and_reported() {
     );
     assert!(encode(&set, Format::OpenMetrics).contains("trace_id=\"x\""));
 }
+
+/// Protobuf: a histogram with classic and native buckets carries both in one
+/// `Histogram` (spans and deltas as client_golang writes them), with the
+/// exemplars of its buckets; a counter carries its exemplar.
+#[test]
+fn protobuf_carries_native_buckets_classic_buckets_and_exemplars() {
+    use muster_collect::{Escaping, Exposition, MediaType};
+    use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as pb;
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    for (i, values) in [[0.3, 0.7, 3.0], [-1.5, 0.0, 100.0]].iter().enumerate() {
+        let s = store(dir.path(), &format!("w{i}"));
+        let h = Histogram::builder("req", "Requests.")
+            .buckets(&[0.5, 1.0])
+            .native(NativeBuckets::with_schema(0).unwrap())
+            .store(&s)
+            .build()
+            .unwrap();
+        for v in values {
+            h.observe_with_exemplar(*v, &[("trace_id", &format!("t{i}"))])
+                .unwrap();
+        }
+        Counter::new_in(&s, "jobs", "Jobs.")
+            .unwrap()
+            .inc_with_exemplar(&[("trace_id", "j")])
+            .unwrap();
+    }
+    let set = Collector::new(dir.path()).collect().unwrap();
+    let body = Exposition::new(MediaType::Protobuf, Escaping::Underscores).encode(&set);
+    let mut rest = &body[..];
+    let mut families = Vec::new();
+    while !rest.is_empty() {
+        families.push(pb::MetricFamily::decode_length_delimited(&mut rest).unwrap());
+    }
+    let req = families.iter().find(|f| f.name == "req").unwrap();
+    let h = req.metric[0].histogram.as_ref().unwrap();
+    assert_eq!((h.sample_count, h.sample_sum), (6, 102.5));
+    assert_eq!(h.bucket.len(), 3, "classic buckets alongside");
+    assert_eq!(h.schema, 0);
+    assert_eq!(h.zero_count, 1);
+    // Positive: 0.3 -> -1, 0.7 -> 0, 3 -> 2, 100 -> 7: spans [-1, 2] (gap
+    // of one filled), [4 after, 1]; deltas of 1, 1, 0, 1 then 0.
+    assert_eq!(
+        h.positive_span
+            .iter()
+            .map(|s| (s.offset, s.length))
+            .collect::<Vec<_>>(),
+        [(-1, 4), (4, 1)]
+    );
+    assert_eq!(h.positive_delta, [1, 0, -1, 1, 0]);
+    assert_eq!(
+        h.negative_span
+            .iter()
+            .map(|s| (s.offset, s.length))
+            .collect::<Vec<_>>(),
+        [(1, 1)]
+    );
+    assert_eq!(h.negative_delta, [1]);
+    let traced: Vec<&str> = h
+        .bucket
+        .iter()
+        .filter_map(|b| b.exemplar.as_ref())
+        .map(|e| e.label[0].value.as_str())
+        .collect();
+    assert_eq!(traced.len(), 3, "one exemplar per classic bucket");
+    assert_eq!(
+        h.exemplars.len(),
+        3,
+        "and all of them for the native histogram"
+    );
+    let jobs = families.iter().find(|f| f.name == "jobs_total").unwrap();
+    let e = jobs.metric[0]
+        .counter
+        .as_ref()
+        .unwrap()
+        .exemplar
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (e.label[0].name.as_str(), e.label[0].value.as_str(), e.value),
+        ("trace_id", "j", 1.0)
+    );
+    assert!(e.timestamp.unwrap().seconds > 1_700_000_000);
+}
+
+#[test]
+fn spans_fill_gaps_of_up_to_two_buckets() {
+    let spans = |b: &[(i32, f64)]| {
+        let (spans, deltas) = NativeHistogram::spans(b);
+        (
+            spans
+                .iter()
+                .map(|s| (s.offset, s.length))
+                .collect::<Vec<_>>(),
+            deltas,
+        )
+    };
+    assert_eq!(spans(&[]), (vec![], vec![]));
+    assert_eq!(spans(&[(3, 2.0)]), (vec![(3, 1)], vec![2]));
+    assert_eq!(
+        spans(&[(0, 1.0), (3, 2.0)]),
+        (vec![(0, 4)], vec![1, -1, 0, 2])
+    );
+    assert_eq!(
+        spans(&[(0, 1.0), (4, 2.0)]),
+        (vec![(0, 1), (3, 1)], vec![1, 1])
+    );
+}

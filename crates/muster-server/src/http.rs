@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use muster_collect::Format;
+use muster_collect::Exposition;
 use tracing::warn;
 
 use crate::accesslog::{AccessLog, Entry};
@@ -509,18 +509,18 @@ pub fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
 /// The body of a `/metrics` answer: gzipped when `gzip` allows it (and
 /// compression works), with whether it is. CPU work: run it off the
 /// request executor (`spawn_blocking`).
-pub fn metrics_body(text: String, gzip: bool) -> (Vec<u8>, bool) {
+pub fn metrics_body(body: Vec<u8>, gzip: bool) -> (Vec<u8>, bool) {
     if gzip {
         // Exposition text compresses about 10:1; room for that avoids regrowing.
-        let out = Vec::with_capacity(text.len() / 8 + 64);
+        let out = Vec::with_capacity(body.len() / 8 + 64);
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-        if enc.write_all(text.as_bytes()).is_ok() {
+        if enc.write_all(&body).is_ok() {
             if let Ok(bytes) = enc.finish() {
                 return (bytes, true);
             }
         }
     }
-    (text.into_bytes(), false)
+    (body, false)
 }
 
 /// Sets the headers of a `/metrics` answer: `Vary: Accept-Encoding`, and
@@ -533,19 +533,19 @@ pub fn set_metrics_headers(headers: &mut http::HeaderMap, gzipped: bool) {
 }
 
 async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseBody> {
-    let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let exposition = Exposition::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let collector = Arc::clone(&shared.collector);
     let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bool), String> {
-        let text = collector
+        let body = collector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .scrape(format)?;
-        Ok(metrics_body(text, gzip))
+            .scrape(exposition)?;
+        Ok(metrics_body(body, gzip))
     });
     match job.await {
         Ok(Ok((body, gz))) => {
-            let mut r = full(StatusCode::OK, format.content_type(), body);
+            let mut r = full(StatusCode::OK, exposition.content_type(), body);
             set_metrics_headers(r.headers_mut(), gz);
             r
         }

@@ -35,8 +35,11 @@ impl Scraper {
         }
     }
 
-    /// Collects and encodes in `format`.
-    pub(crate) fn scrape(&mut self, format: muster_collect::Format) -> Result<String, String> {
+    /// Collects and encodes in `exposition`.
+    pub(crate) fn scrape(
+        &mut self,
+        exposition: muster_collect::Exposition,
+    ) -> Result<Vec<u8>, String> {
         let set = self
             .inner
             .collect()
@@ -57,6 +60,6 @@ impl Scraper {
             "muster_store_write_errors_total",
             self.scoreboard.write_errors() as f64,
         );
-        Ok(muster_collect::encode(&set, format))
+        Ok(exposition.encode(&set))
     }
 }
