@@ -25,7 +25,7 @@
 //! bucket and the sum. New buckets take a mutex.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hashbrown::HashSet;
 use muster_store::{encode_key, FileKind, ValueCell};
@@ -142,20 +142,64 @@ fn frexp(v: f64) -> (f64, i32) {
     (frac, exp - 1022)
 }
 
-/// Upper bounds of the buckets between 0.5 and 1 at a positive schema:
-/// `2^(j/2^s - 1)` for `j` in `0..2^s`.
-fn fraction_bounds(schema: i32) -> Box<[f64]> {
-    if schema <= 0 {
-        return Box::new([]);
+/// Bits of a fraction's mantissa that pick a cell of [`Bounds::start`].
+const CELL_BITS: u32 = 10;
+
+/// The bucket bounds of one schema between 0.5 and 1, shared by every
+/// histogram: `2^(j/2^s - 1)` for `j` in `0..2^s` (none for schema <= 0),
+/// and, per cell of fractions with the same top mantissa bits, the first
+/// bound at or above the cell's start. A cell is narrower than the gap
+/// between two bounds, so a lookup is one load and at most two compares
+/// instead of a binary search.
+struct Bounds {
+    upper: Box<[f64]>,
+    start: Box<[u16]>,
+}
+
+impl Bounds {
+    fn new(schema: i32) -> Bounds {
+        if schema <= 0 {
+            return Bounds {
+                upper: Box::new([]),
+                start: Box::new([]),
+            };
+        }
+        let n = 1usize << schema;
+        let upper: Box<[f64]> = (0..n).map(|j| (j as f64 / n as f64 - 1.0).exp2()).collect();
+        let cells = 1usize << CELL_BITS;
+        let start = (0..cells)
+            .map(|c| {
+                let low = 0.5 + c as f64 * 0.5 / cells as f64;
+                upper.partition_point(|b| *b < low) as u16
+            })
+            .collect();
+        Bounds { upper, start }
     }
-    let n = 1usize << schema;
-    (0..n).map(|j| (j as f64 / n as f64 - 1.0).exp2()).collect()
+
+    /// The bounds of `schema` (built once per process).
+    fn of(schema: i32) -> &'static Bounds {
+        static ALL: OnceLock<Vec<Bounds>> = OnceLock::new();
+        let all = ALL.get_or_init(|| (0..=i32::from(MAX_SCHEMA)).map(Bounds::new).collect());
+        &all[schema.clamp(0, i32::from(MAX_SCHEMA)) as usize]
+    }
+
+    /// How many bounds are below `frac` (in `[0.5, 1)`): the same as
+    /// `upper.partition_point(|b| *b < frac)`.
+    #[inline(always)]
+    fn position(&self, frac: f64) -> usize {
+        let cell = ((frac.to_bits() >> (52 - CELL_BITS)) & ((1 << CELL_BITS) - 1)) as usize;
+        let mut j = self.start.get(cell).map_or(0, |s| usize::from(*s));
+        while j < self.upper.len() && self.upper[j] < frac {
+            j += 1;
+        }
+        j
+    }
 }
 
 /// The bucket index of `v` (> 0, may be `+Inf`) at `schema`, where
-/// `bounds` is [`fraction_bounds`] of that schema.
+/// `bounds` is [`Bounds::of`] that schema.
 #[inline(always)]
-fn bucket_index(v: f64, schema: i32, bounds: &[f64]) -> i32 {
+fn bucket_index(v: f64, schema: i32, bounds: &Bounds) -> i32 {
     let (v, inf) = if v.is_infinite() {
         (f64::MAX, 1)
     } else {
@@ -163,7 +207,7 @@ fn bucket_index(v: f64, schema: i32, bounds: &[f64]) -> i32 {
     };
     let (frac, exp) = frexp(v);
     let index = if schema > 0 {
-        bounds.partition_point(|b| *b < frac) as i32 + (exp - 1) * bounds.len() as i32
+        bounds.position(frac) as i32 + (exp - 1) * bounds.upper.len() as i32
     } else {
         let key = if frac == 0.5 { exp - 1 } else { exp };
         let offset = (1 << -schema) - 1;
@@ -193,7 +237,7 @@ struct Bucket {
 /// is dropped (a thread may still be probing it).
 struct Table {
     schema: i32,
-    bounds: Box<[f64]>,
+    bounds: &'static Bounds,
     shift: u32,
     slots: Box<[AtomicPtr<Bucket>]>,
 }
@@ -203,7 +247,7 @@ impl Table {
         let capacity = capacity.next_power_of_two().max(16);
         Table {
             schema,
-            bounds: fraction_bounds(schema),
+            bounds: Bounds::of(schema),
             shift: 64 - capacity.trailing_zeros(),
             slots: (0..capacity)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
@@ -326,7 +370,7 @@ impl NativeCells {
             let negative = value < 0.0;
             // SAFETY: tables live as long as `self` (kept in `growth`).
             let table = unsafe { &*self.table.load(Ordering::Acquire) };
-            let index = bucket_index(value.abs(), table.schema, &table.bounds);
+            let index = bucket_index(value.abs(), table.schema, table.bounds);
             match table.find(negative, index) {
                 Some(bucket) => bucket.cell.add(1.0),
                 None => self.new_bucket(value.abs(), negative),
@@ -342,7 +386,7 @@ impl NativeCells {
     fn new_bucket(&self, magnitude: f64, negative: bool) {
         let mut growth = lock(&self.growth);
         let mut table = self.current();
-        let mut index = bucket_index(magnitude, table.schema, &table.bounds);
+        let mut index = bucket_index(magnitude, table.schema, table.bounds);
         if let Some(bucket) = table.find(negative, index) {
             // Another thread made it meanwhile.
             bucket.cell.add(1.0);
@@ -380,7 +424,7 @@ impl NativeCells {
             growth.tables.push(fresh);
             self.table.store(fresh, Ordering::Release);
             table = self.current();
-            index = bucket_index(magnitude, schema, &table.bounds);
+            index = bucket_index(magnitude, schema, table.bounds);
             if let Some(bucket) = table.find(negative, index) {
                 bucket.cell.add(1.0);
                 return;
@@ -509,7 +553,19 @@ mod tests {
     #[test]
     fn bucket_indexes_match_client_golang() {
         for schema in -4..=8 {
-            let bounds = fraction_bounds(schema);
+            let bounds = Bounds::of(schema);
+            // The cell lookup agrees with a binary search everywhere.
+            for i in 0..20_000u64 {
+                let frac = 0.5 + (i as f64 + 0.37) / 40_000.0;
+                assert_eq!(
+                    bounds.position(frac),
+                    bounds.upper.partition_point(|b| *b < frac),
+                    "{frac} at {schema}"
+                );
+            }
+            for b in bounds.upper.iter() {
+                assert_eq!(bounds.position(*b), bounds.upper.partition_point(|u| u < b));
+            }
             // Exact powers of two are the upper bound of their bucket.
             for exp in -20..20 {
                 let v = f64::from(exp).exp2();
@@ -518,15 +574,11 @@ mod tests {
                 } else {
                     reduce_index(exp, 0, schema)
                 };
-                assert_eq!(
-                    bucket_index(v, schema, &bounds),
-                    want,
-                    "2^{exp} at {schema}"
-                );
+                assert_eq!(bucket_index(v, schema, bounds), want, "2^{exp} at {schema}");
             }
             for v in [0.3, 1.5, 3.0, 7.77, 1000.1, 1e-7, 123456.0] {
                 assert_eq!(
-                    bucket_index(v, schema, &bounds),
+                    bucket_index(v, schema, bounds),
                     by_log(v, schema),
                     "{v} at {schema}"
                 );
@@ -534,7 +586,7 @@ mod tests {
         }
         // client_golang's documented examples at schema 0: (0.5, 1] is 0,
         // (1, 2] is 1; +Inf is one past the largest finite value.
-        let none: &[f64] = &[];
+        let none = Bounds::of(0);
         assert_eq!(bucket_index(1.0, 0, none), 0);
         assert_eq!(bucket_index(1.5, 0, none), 1);
         assert_eq!(bucket_index(2.0, 0, none), 1);
