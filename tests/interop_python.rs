@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_matches_python, python_write};
+use common::{assert_matches_python, assert_same, python_write};
 
 const BOTH: &[&str] = &["text", "openmetrics"];
 
@@ -197,5 +197,20 @@ fn native_buckets_and_exemplars_are_invisible_to_python() {
     assert_eq!(
         String::from_utf8_lossy(&expose(with_native.path())),
         String::from_utf8_lossy(&want)
+    );
+    // muster's OpenMetrics of the directory shows the exemplars, and Python's
+    // OpenMetrics parser reads it to the same samples as without them.
+    let with = common::muster_scrape(with_native.path(), "openmetrics");
+    let text = String::from_utf8_lossy(&with);
+    assert!(
+        text.contains("# {trace_id=\"0af7651916cd43dd8448eb211c80319c\"}")
+            && text.contains("# {trace_id=\"b7ad6b7169203331\"} 1.0 "),
+        "{text}"
+    );
+    let without = common::muster_scrape(plain.path(), "openmetrics");
+    assert_same(
+        &common::python_parse("openmetrics", &without, &[]),
+        &common::python_parse("openmetrics", &with, &[]),
+        "OpenMetrics with exemplars, read by Python's parser",
     );
 }
