@@ -35,7 +35,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = EscapingArg::Underscores)]
         escaping: EscapingArg,
     },
-    /// List the raw entries of a metric file, or of every *.db file in a directory.
+    /// List the raw entries of a metric file (also muster's native_*.muster and
+    /// exemplar_*.muster), or of every *.db file in a directory.
     Inspect {
         /// A *.db file or a multiprocess directory.
         path: PathBuf,
@@ -222,6 +223,39 @@ fn inspect(path: &Path) -> Result<(), String> {
     print_stdout(out.as_bytes())
 }
 
+/// The slots of an `exemplar_<id>.muster` file: each key and its exemplar.
+fn inspect_exemplars(map: &MappedFile, used: usize, out: &mut String) {
+    use std::fmt::Write;
+    let payload = muster_store::format::EXEMPLAR_PAYLOAD;
+    let all = muster_store::reader::entries_sized(
+        map.bytes(),
+        muster_store::format::HEADER_SIZE,
+        used,
+        payload,
+    );
+    for entry in all {
+        match entry {
+            Ok(entry) => {
+                let key = String::from_utf8_lossy(entry.key);
+                let _ = match map.load_exemplar(entry.value_pos) {
+                    Some(e) => writeln!(
+                        out,
+                        "  offset={} exemplar={:?} value={} timestamp={} key={key}",
+                        entry.offset,
+                        e.labels,
+                        muster_store::float_to_go_string(e.value),
+                        e.timestamp,
+                    ),
+                    None => writeln!(out, "  offset={} exemplar=none key={key}", entry.offset),
+                };
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  error: {e}");
+            }
+        }
+    }
+}
+
 fn inspect_file(path: &Path, out: &mut String) {
     use std::fmt::Write;
     let name = path
@@ -243,6 +277,11 @@ fn inspect_file(path: &Path, out: &mut String) {
         }
     };
     let _ = writeln!(out, "{name}: {used} of {} bytes used", map.bytes().len());
+    let kind = muster_store::FileKind::parse_muster_file(&name).map(|(kind, _)| kind);
+    if kind == Some(muster_store::FileKind::Exemplar) {
+        inspect_exemplars(&map, used, out);
+        return;
+    }
     for entry in entries(map.bytes(), muster_store::format::HEADER_SIZE, used) {
         match entry {
             Ok(entry) => {

@@ -85,3 +85,41 @@ fn inspect_lists_what_python_reads() {
         "inspect differs from Python's reader\nmissing: {missing:#?}\nextra: {extra:#?}"
     );
 }
+
+/// muster's own files: a native file lists its bucket entries, an exemplar
+/// file each slot's exemplar.
+#[test]
+fn inspect_shows_native_buckets_and_exemplars() {
+    use muster_metrics::{Counter, Histogram, NativeBuckets, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    store.set_process_id("w0").unwrap();
+    Histogram::builder("lat", "Latency.")
+        .native(NativeBuckets::with_schema(0).unwrap())
+        .store(&store)
+        .build()
+        .unwrap()
+        .observe(3.0);
+    Counter::new_in(&store, "jobs", "Jobs.")
+        .unwrap()
+        .inc_with_exemplar(&[("trace_id", "abc123")])
+        .unwrap();
+    let show = |name: &str| {
+        String::from_utf8(run_ok(
+            muster().arg("inspect").arg(dir.path().join(name)),
+            b"",
+        ))
+        .unwrap()
+    };
+    let native = show("native_w0.muster");
+    assert!(
+        native.contains("value=1.0 ") && native.contains(r#""__index": "2""#),
+        "{native}"
+    );
+    let exemplars = show("exemplar_w0.muster");
+    assert!(
+        exemplars.contains(r#"exemplar=[("trace_id", "abc123")] value=1.0"#)
+            && exemplars.contains("jobs_total"),
+        "{exemplars}"
+    );
+}
