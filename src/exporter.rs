@@ -171,6 +171,7 @@ impl DurationHistogram {
             help: "Time the exporter took to merge the multiprocess directory.".into(),
             kind: MetricKind::Histogram,
             samples,
+            utf8_names: None,
         }
     }
 }

@@ -288,6 +288,7 @@ fn a_refused_push_is_a_clear_error() {
             labels: Arc::new(Labels::new(Vec::new())),
             value: 1.0,
         }],
+        utf8_names: None,
     });
     let e = gw
         .push(&set, "b", &[], PushMethod::Put)

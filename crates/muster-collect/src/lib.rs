@@ -37,7 +37,7 @@ mod scan;
 
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};
-pub use model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+pub use model::{Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 pub use names::Escaping;
 pub use negotiate::{Exposition, MediaType};
 pub use parse::{parse, ParseError};

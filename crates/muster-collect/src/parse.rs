@@ -311,6 +311,7 @@ impl Parser {
             help: family.help.unwrap_or_default().into(),
             kind,
             samples: family.samples,
+            utf8_names: None,
         });
         Ok(())
     }

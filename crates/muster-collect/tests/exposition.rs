@@ -207,6 +207,7 @@ fn family() -> impl Strategy<Value = MetricFamily> {
                     Kind::Summary => MetricKind::Summary,
                 },
                 samples,
+                utf8_names: None,
             }
         })
 }
@@ -511,6 +512,7 @@ fn help_and_label_values_survive_exactly() {
                 None,
                 1.0,
             )],
+            utf8_names: None,
         }],
     };
     for format in FORMATS {
