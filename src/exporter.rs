@@ -314,6 +314,7 @@ async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body
     });
     match job.await {
         Ok(Ok((body, gz))) => {
+            tracing::debug!(content_type = exposition.content_type(), "scrape answered");
             let mut r = respond(StatusCode::OK, exposition.content_type(), body);
             muster_server::http::set_metrics_headers(r.headers_mut(), gz);
             r

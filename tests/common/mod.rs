@@ -632,6 +632,16 @@ pub fn start_pushgateway(tmp: &Path) -> (Proc, std::net::SocketAddr) {
 /// Starts Debian's `prometheus` with `config` on a free loopback port, its TSDB in
 /// `tmp`, and waits until it is ready (a few ports are tried).
 pub fn start_prometheus(tmp: &Path, config: &Path) -> (Proc, std::net::SocketAddr) {
+    start_prometheus_with(tmp, config, &[])
+}
+
+/// [`start_prometheus`] with extra command-line arguments (such as
+/// `--enable-feature=native-histograms`).
+pub fn start_prometheus_with(
+    tmp: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> (Proc, std::net::SocketAddr) {
     let bin = debian_tool("prometheus", "MUSTER_PROMETHEUS", "prometheus");
     start_on_free_port(
         "prometheus",
@@ -646,7 +656,8 @@ pub fn start_prometheus(tmp: &Path, config: &Path) -> (Proc, std::net::SocketAdd
                 ))
                 .arg(format!("--web.listen-address={listen}"))
                 .arg("--storage.tsdb.retention.time=1h")
-                .arg("--log.level=warn");
+                .arg("--log.level=warn")
+                .args(extra);
             cmd
         },
     )
