@@ -177,6 +177,7 @@ impl DurationHistogram {
             help: "Time the exporter took to merge the multiprocess directory.".into(),
             kind: MetricKind::Histogram,
             samples,
+            utf8_names: None,
         }
     }
 }
@@ -319,6 +320,7 @@ async fn metrics(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Body
     });
     match job.await {
         Ok(Ok((body, gz))) => {
+            tracing::debug!(content_type = exposition.content_type(), "scrape answered");
             let mut r = respond(StatusCode::OK, exposition.content_type(), body);
             muster_server::http::set_metrics_headers(r.headers_mut(), gz);
             r

@@ -13,6 +13,10 @@
 //!   same directory (`tests/python/collect.py`: names escaped as Python's
 //!   exposition escapes them, files in sorted order, type conflicts resolved
 //!   by muster's documented rule), samples and families (name, type, help);
+//! - with each name escaping scheme (`allow-utf-8`, `underscores`, `dots`,
+//!   `values`), muster's text 1.0.0 and OpenMetrics expositions read by
+//!   Python's parsers equal Python's own expositions of the same merge with
+//!   that scheme (`tests/python/judge_escaping.py`);
 //! - promtool parses the text exposition. (promtool 2.42's `check metrics`
 //!   reads only the text format: given OpenMetrics it reads it as text and
 //!   stops at the `\"` OpenMetrics requires in HELP; the real Prometheus
@@ -30,8 +34,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    assert_same, fixture_bin, muster_scrape, output_text, promtool, py_script, python, run_ok,
-    run_with_input, Samples,
+    assert_same, fixture_bin, muster, muster_scrape, output_text, promtool, py_script, python,
+    run_ok, run_with_input, Samples,
 };
 use serde_json::{json, Value};
 
@@ -348,6 +352,58 @@ fn check_seed(seed: u64) {
             &lists["python_meta"],
             &lists[&format!("{format}_meta")],
             &format!("{context}\n{format} families (name, type, help)"),
+        );
+    }
+    check_escaping(&dir, tmp.path(), &context);
+}
+
+/// The name escaping schemes a scraper may ask for (`escaping=`).
+const SCHEMES: [&str; 4] = ["allow-utf-8", "underscores", "dots", "values"];
+
+/// muster's text 1.0.0 and OpenMetrics expositions of `dir` with every
+/// escaping scheme equal Python's own expositions of the same merge with that
+/// scheme (`tests/python/judge_escaping.py` says which of Python's outputs
+/// each is held to), samples and families.
+fn check_escaping(dir: &Path, scratch: &Path, context: &str) {
+    let expositions = scratch.join("escaping");
+    std::fs::create_dir_all(&expositions).expect("a directory for the expositions");
+    for scheme in SCHEMES {
+        for (format, arg) in [("text", "text-1.0.0"), ("openmetrics", "openmetrics")] {
+            let body = run_ok(
+                muster().args(["scrape", "--dir"]).arg(dir).args([
+                    "--format",
+                    arg,
+                    "--escaping",
+                    scheme,
+                ]),
+                b"",
+            );
+            let file = expositions.join(format!("{format}-{scheme}.txt"));
+            std::fs::write(&file, &body).expect("write the exposition");
+        }
+    }
+    let out = run_ok(
+        Command::new(python())
+            .arg(py_script("judge_escaping.py"))
+            .arg(dir)
+            .arg(&expositions),
+        b"",
+    );
+    let lists: BTreeMap<String, BTreeMap<String, Vec<String>>> =
+        serde_json::from_slice(&out).expect("JSON from judge_escaping.py");
+    for scheme in SCHEMES {
+        for format in ["text", "openmetrics"] {
+            assert!(
+                lists.contains_key(&format!("{format}-{scheme}")),
+                "{context}: the judge has no {format}-{scheme}"
+            );
+        }
+    }
+    for (what, sides) in &lists {
+        assert_same(
+            &sides["python"],
+            &sides["muster"],
+            &format!("{context}\n{what} (Python's exposition with this escaping)"),
         );
     }
 }

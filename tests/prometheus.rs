@@ -5,6 +5,8 @@
 //! its HTTP API: every target is `up`, the demo's request counter equals the
 //! requests the test sent, `resets()` stays 0 while demo workers are SIGKILLed, and
 //! a pushed batch job's metrics arrive with their own `job` label (`honor_labels`).
+//! With `--enable-feature=native-histograms` Prometheus asks for protobuf first:
+//! it scrapes `muster exporter` in protobuf and stores what Python's merge has.
 
 mod common;
 
@@ -472,4 +474,116 @@ fn prometheus_ingests_native_histograms_and_exemplars_across_worker_kills() {
     }
     demo_proc.assert_running();
     prom_proc.assert_running();
+}
+
+/// `value` as text for comparing (NaN equals NaN).
+fn value_text(v: f64) -> String {
+    muster_store::float_to_go_string(v)
+}
+
+/// A bucket bound or quantile as text for comparing (`1`, `1.0` and `1e0`
+/// are the same bound).
+fn bound_text(name: &str, value: &str) -> String {
+    match name {
+        "le" | "quantile" => value
+            .parse::<f64>()
+            .map(value_text)
+            .unwrap_or_else(|_| value.to_owned()),
+        _ => value.to_owned(),
+    }
+}
+
+/// Prometheus 2.42 with native histograms enabled asks for protobuf first
+/// (its `Accept` starts with the delimited MetricFamily type); the exporter
+/// answers in protobuf, and every series Prometheus then stores has the value
+/// of Python's merge of the same directory: counters, gauges, histogram
+/// buckets, counts and sums, summaries.
+#[test]
+fn prometheus_scrapes_the_exporter_in_protobuf() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let py_dir = t.join("python-mp");
+    python_write(&py_dir, &["types", "realistic"]);
+    let mut exp_cmd = muster();
+    exp_cmd
+        .env("MUSTER_LOG", "debug")
+        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(&py_dir);
+    let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &t.join("exporter.log"));
+    let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+
+    let config = format!(
+        "global:\n  scrape_interval: {SCRAPE}\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: proto\n    static_configs:\n      - targets: ['{exporter}']\n"
+    );
+    let config_path = t.join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("write config");
+    let (ok, text) = common::promtool_check_config(&config_path);
+    assert!(ok, "promtool check config: {text}");
+    let (_prom_proc, prom) =
+        common::start_prometheus_with(t, &config_path, &["--enable-feature=native-histograms"]);
+    let limit = Duration::from_secs(60);
+    wait_value(prom, r#"up{job="proto"}"#, 1.0, limit);
+
+    // What Python's merge has, as series: name and labels, value.
+    let mut expected = std::collections::BTreeMap::new();
+    for line in python_collect(&py_dir) {
+        let v: Value = serde_json::from_str(&line).expect("a canonical sample");
+        let name = v[0].as_str().expect("name").to_owned();
+        let labels: std::collections::BTreeMap<String, String> = v[1]
+            .as_object()
+            .expect("labels")
+            .iter()
+            .map(|(k, x)| (k.clone(), bound_text(k, x.as_str().expect("label value"))))
+            .collect();
+        let value: f64 = v[2].as_str().expect("value").parse().expect("a number");
+        expected.insert((name, labels), value_text(value));
+    }
+    // What Prometheus stored from the exporter (its own families aside).
+    let stored = || {
+        let mut got = std::collections::BTreeMap::new();
+        for (mut labels, value) in query(prom, r#"{job="proto"}"#) {
+            let name = labels
+                .remove("__name__")
+                .and_then(|n| n.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            labels.remove("job");
+            labels.remove("instance");
+            if name.starts_with("muster_") || name == "up" || name.starts_with("scrape_") {
+                continue;
+            }
+            let labels: std::collections::BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, x)| (k.clone(), bound_text(k, x.as_str().unwrap_or(""))))
+                .collect();
+            got.insert((name, labels), value_text(value));
+        }
+        got
+    };
+    let deadline = Instant::now() + limit;
+    let mut got = stored();
+    while got != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        got = stored();
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "Prometheus' series differ from Python's merge:\nmissing or different: {missing:#?}\nextra: {extra:#?}"
+    );
+    assert!(expected.len() > 50, "{} series", expected.len());
+
+    // And it was protobuf that Prometheus got.
+    let log = exp_proc.log_text();
+    assert!(
+        log.contains("encoding=delimited"),
+        "the exporter never answered in protobuf:\n{log}"
+    );
 }

@@ -290,6 +290,7 @@ fn a_refused_push_is_a_clear_error() {
             exemplar: None,
             native: None,
         }],
+        utf8_names: None,
     });
     let e = gw
         .push(&set, "b", &[], PushMethod::Put)

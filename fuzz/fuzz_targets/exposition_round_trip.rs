@@ -140,6 +140,7 @@ fn family(u: &mut Unstructured<'_>) -> Result<MetricFamily> {
         help: help.into(),
         kind,
         samples,
+        utf8_names: None,
     })
 }
 

@@ -635,7 +635,8 @@ pub fn start_prometheus(tmp: &Path, config: &Path) -> (Proc, std::net::SocketAdd
     start_prometheus_with(tmp, config, &[])
 }
 
-/// [`start_prometheus`] with extra command-line arguments (feature flags).
+/// [`start_prometheus`] with extra command-line arguments (such as
+/// `--enable-feature=native-histograms`).
 pub fn start_prometheus_with(
     tmp: &Path,
     config: &Path,

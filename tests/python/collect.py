@@ -67,12 +67,18 @@ def without_type_conflicts(files, scratch):
     return out
 
 
+def merged_families(path):
+    """Python's merged families (names as written) of the directory `path`:
+    files in sorted order, type conflicts resolved by muster's rule."""
+    files = sorted(glob.glob(os.path.join(path, "*.db")))
+    with tempfile.TemporaryDirectory() as scratch:
+        return MultiProcessCollector.merge(without_type_conflicts(files, scratch))
+
+
 def merged(path):
     """(samples, families) of the merge of the directory `path`, as
     canonical lines (see canonical.py)."""
-    files = sorted(glob.glob(os.path.join(path, "*.db")))
-    with tempfile.TemporaryDirectory() as scratch:
-        families = MultiProcessCollector.merge(without_type_conflicts(files, scratch))
+    families = merged_families(path)
     lines, meta = [], []
     for family in families:
         meta.append(meta_line(escape_metric_name(family.name), family.type, family.documentation))

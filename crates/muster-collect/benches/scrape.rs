@@ -11,6 +11,9 @@
 //! - `scrape_warm`: `collect` + `encode` on a long-lived collector that has
 //!   scraped the directory before (what a server's `/metrics` does).
 //! - `collect_cold`, `collect_warm`, `encode`: the parts on their own.
+//! - `scrape_warm_protobuf`, `encode_protobuf`: `scrape_warm` and `encode`
+//!   with the protobuf exposition (what Prometheus gets when it asks for
+//!   PrometheusProto) instead of text 0.0.4, to compare in the same run.
 //!
 //! Times are CPU time of the benchmarking thread (user + system,
 //! `CLOCK_THREAD_CPUTIME_ID`), so other load on a shared machine counts less;
@@ -33,7 +36,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use muster_collect::{encode, Collector, Format};
+use muster_collect::{encode, Collector, Escaping, Exposition, Format, MediaType};
 
 fn dirs() -> (Vec<(String, PathBuf)>, Option<tempfile::TempDir>) {
     if let Ok(spec) = std::env::var("MUSTER_BENCH_SCRAPE_DIRS") {
@@ -129,6 +132,21 @@ fn scrape(c: &mut Criterion<Clock>) {
     }
     g.finish();
 
+    let protobuf = Exposition::new(MediaType::Protobuf, Escaping::Underscores);
+    let mut g = c.benchmark_group("scrape_warm_protobuf");
+    g.sample_size(20);
+    for (label, dir) in &dirs {
+        let mut collector = Collector::new(dir);
+        collector.collect().unwrap();
+        g.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| {
+                let set = collector.collect().unwrap();
+                black_box(protobuf.encode(&set))
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("collect_cold");
     g.sample_size(10);
     for (label, dir) in &dirs {
@@ -155,6 +173,16 @@ fn scrape(c: &mut Criterion<Clock>) {
         let set = Collector::new(dir).collect().unwrap();
         g.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter(|| black_box(encode(&set, Format::Text)))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("encode_protobuf");
+    g.sample_size(20);
+    for (label, dir) in &dirs {
+        let set = Collector::new(dir).collect().unwrap();
+        g.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| black_box(protobuf.encode(&set)))
         });
     }
     g.finish();

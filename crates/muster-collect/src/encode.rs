@@ -3,11 +3,13 @@
 //! the two text syntaxes muster reads back ([`crate::parse`]) and the choice
 //! between them muster had before negotiation ([`crate::Exposition`]).
 
+use std::borrow::Cow;
+
 use muster_store::write_go_float;
 
 use std::fmt::Write;
 
-use crate::model::{escape_into, Exemplar, Labels, MetricKind, MetricSet};
+use crate::model::{escape_into, Exemplar, Labels, MetricFamily, MetricKind, MetricSet};
 use crate::names::{escape_name, needs_quotes, Escaping};
 use crate::negotiate::{Exposition, MediaType};
 
@@ -55,12 +57,19 @@ impl Exposition {
 pub(crate) fn encode_text(set: &MetricSet, om: bool, escaping: Escaping) -> String {
     let samples: usize = set.families.iter().map(|f| f.samples.len()).sum();
     let mut out = String::with_capacity(samples * 96 + set.families.len() * 128);
+    // The names shown are Python's `underscores` escaping of the names as
+    // written: any other scheme starts from the names as written.
+    let written = escaping != Escaping::Underscores;
     let mut family_name = String::new();
     for family in &set.families {
         // Text 0.0.4 names a counter family after its samples (`x_total`);
         // OpenMetrics names it without the suffix.
         family_name.clear();
-        family_name.push_str(&family.name);
+        family_name.push_str(if written {
+            family.written_name()
+        } else {
+            &family.name
+        });
         if !om && family.kind == MetricKind::Counter {
             family_name.push_str("_total");
         }
@@ -73,24 +82,40 @@ pub(crate) fn encode_text(set: &MetricSet, om: bool, escaping: Escaping) -> Stri
         out.push(' ');
         out.push_str(family.kind.type_name());
         out.push('\n');
+        // Label text rendered once per label set serves when the scheme
+        // shows the family's (legacy) label names as they are.
+        let rendered = escaping.keeps_legacy_names() && !(written && family.has_utf8_labels());
         for sample in &family.samples {
-            let name = escape_name(&sample.name, escaping, true);
+            let name = if written {
+                family.written_sample_name(&sample.name)
+            } else {
+                Cow::Borrowed(&*sample.name)
+            };
+            let name = escape_name(&name, escaping, true);
             let labels = &sample.labels;
+            let push_labels = |out: &mut String| {
+                if rendered {
+                    out.push_str(labels.rendered());
+                } else {
+                    push_labels(out, family, labels, escaping);
+                }
+            };
+            let labelled = !labels.pairs().is_empty();
             if needs_quotes(&name, escaping, true) {
                 // `{"name",labels}`: a name outside the legacy set goes
                 // inside the braces.
                 out.push('{');
                 push_quoted(&mut out, &name);
-                if !labels.pairs().is_empty() {
+                if labelled {
                     out.push(',');
-                    push_labels(&mut out, labels, escaping);
+                    push_labels(&mut out);
                 }
                 out.push('}');
             } else {
                 out.push_str(&name);
-                if !labels.pairs().is_empty() {
+                if labelled {
                     out.push('{');
-                    push_labels(&mut out, labels, escaping);
+                    push_labels(&mut out);
                     out.push('}');
                 }
             }
@@ -125,17 +150,18 @@ fn push_quoted(out: &mut String, name: &str) {
     out.push('"');
 }
 
-/// Writes `name="value",...`: the text rendered once per label set when
-/// `escaping` keeps its (legacy) names, else rendered again.
-fn push_labels(out: &mut String, labels: &Labels, escaping: Escaping) {
-    if escaping.keeps_legacy_names() {
-        out.push_str(labels.rendered());
-        return;
-    }
+/// Writes `name="value",...` with the label names as written, shown by
+/// `escaping`.
+fn push_labels(out: &mut String, family: &MetricFamily, labels: &Labels, escaping: Escaping) {
     for (i, (name, value)) in labels.pairs().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let name = if escaping == Escaping::Underscores {
+            name
+        } else {
+            family.written_label_name(name)
+        };
         push_name(out, name, escaping, false);
         out.push_str("=\"");
         escape_into(out, value, true);
@@ -181,6 +207,7 @@ mod tests {
                     exemplar: None,
                     native: None,
                 }],
+                utf8_names: None,
             }],
         }
     }

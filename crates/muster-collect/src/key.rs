@@ -24,6 +24,10 @@ pub(crate) struct ParsedKey<'a> {
     /// All labels, sorted by name.
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) help: Cow<'a, str>,
+    /// The family name as written, when escaping changed it.
+    pub(crate) utf8_family: Option<String>,
+    /// The label names escaping changed: (as shown, as written).
+    pub(crate) utf8_labels: Vec<(String, String)>,
     /// Where `le` is in `labels`.
     pub(crate) le: Option<usize>,
     /// Where `pid` is in `labels`.
@@ -53,10 +57,14 @@ pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
         return Err("key has an empty metric or sample name".into());
     }
     let mut labels = Vec::with_capacity(key.labels.len());
+    let mut utf8_labels = Vec::new();
     for (name, value) in key.labels {
-        let shown = escape_label_name(name.into_owned());
+        let shown = escape_label_name(name.to_string());
         if shown.is_empty() {
             return Err("key has an empty label name".into());
+        }
+        if *shown != *name {
+            utf8_labels.push((shown.clone(), name.into_owned()));
         }
         labels.push((shown, value.into_owned()));
     }
@@ -64,8 +72,12 @@ pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
     if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(format!("two labels are shown as {:?}", pair[0].0).into());
     }
+    let family = escape_metric_name(key.family.clone());
+    let utf8_family = (family != key.family).then(|| key.family.into_owned());
     Ok(ParsedKey {
-        family: escape_metric_name(key.family),
+        family,
+        utf8_family,
+        utf8_labels,
         sample: escape_metric_name(key.sample),
         le: labels.iter().position(|(n, _)| n == "le"),
         pid: labels.iter().position(|(n, _)| n == "pid"),

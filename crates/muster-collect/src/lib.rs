@@ -40,6 +40,7 @@ pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};
 pub use model::{
     BucketSpan, Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
+    Utf8Names,
 };
 pub use names::Escaping;
 pub use negotiate::{Exposition, MediaType};

@@ -35,7 +35,7 @@ use muster_store::{FileKind, FileName, GaugeMode};
 
 use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
-use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample};
+use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 use crate::native::MusterFiles;
 use crate::scan::{runs, scan_file, scan_run, Job, Keys, Scanned};
 
@@ -198,6 +198,8 @@ struct Family {
     count_name: Arc<str>,
     sum_name: Arc<str>,
     items: Vec<Item>,
+    /// Names as written where they differ from those shown.
+    utf8_names: Option<Arc<Utf8Names>>,
 }
 
 impl Family {
@@ -801,6 +803,7 @@ impl Collector {
                     help: family.help.clone(),
                     kind,
                     samples,
+                    utf8_names: family.utf8_names.clone(),
                 });
             }
         }
@@ -1019,6 +1022,12 @@ impl MergeState {
     /// What a new key says, with its family found or made.
     fn register(&mut self, key: ParsedKey<'_>) -> KeyInfo {
         let family = self.family(&key.family, &key.help);
+        if key.utf8_family.is_some() || !key.utf8_labels.is_empty() {
+            let names = self.families[family as usize]
+                .utf8_names
+                .get_or_insert_with(Default::default);
+            Arc::make_mut(names).note(key.utf8_family.as_deref(), &key.utf8_labels);
+        }
         let fam = &self.families[family as usize];
         // Keys of a family nearly always share its help: share the text too.
         let help = if *fam.help == *key.help {
@@ -1051,6 +1060,7 @@ impl MergeState {
             name: name.clone(),
             help: help.into(),
             items: Vec::new(),
+            utf8_names: None,
         });
         self.family_mark.push(0);
         let index = (self.families.len() - 1) as u32;

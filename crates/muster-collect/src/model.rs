@@ -1,5 +1,6 @@
 //! The merged result of a scrape: families of samples.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -196,10 +197,45 @@ impl NativeHistogram {
     }
 }
 
+/// The names of a family as they were written (any UTF-8) where they differ
+/// from the names shown, which are escaped as Python's exposition shows them
+/// (`my.metric` is shown as `my_metric`). Kept so that a scraper asking for
+/// `escaping=allow-utf-8` sees `"my.metric"`, and `dots`/`values` escape
+/// from the name as written.
+///
+/// Names are merged as shown (as Python's default exposition shows them):
+/// when two written names are shown alike (`a.b` and `a_b`), their series are
+/// one, and the first written name the merge met is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Utf8Names {
+    /// The family name as written (without `_total` for counters), when it
+    /// is not the name shown.
+    pub family: Option<Arc<str>>,
+    /// Label names as written, by the name shown.
+    pub labels: Vec<(String, Arc<str>)>,
+}
+
+impl Utf8Names {
+    /// Records what a key wrote: its family name if that differs from the
+    /// name shown, and its label names that differ (shown, written); the
+    /// first written name of each shown name is kept.
+    pub(crate) fn note(&mut self, family: Option<&str>, labels: &[(String, String)]) {
+        if self.family.is_none() {
+            self.family = family.map(Arc::from);
+        }
+        for (shown, written) in labels {
+            if !self.labels.iter().any(|(s, _)| s == shown) {
+                self.labels.push((shown.clone(), written.as_str().into()));
+            }
+        }
+    }
+}
+
 /// A metric family: name, help, type and merged samples.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricFamily {
-    /// The family name (without `_total` for counters).
+    /// The family name (without `_total` for counters), as shown: legacy
+    /// characters only, escaped as Python's exposition escapes them.
     pub name: Arc<str>,
     /// The help text.
     pub help: Arc<str>,
@@ -208,6 +244,46 @@ pub struct MetricFamily {
     /// Samples; a histogram's come per label set as buckets in increasing
     /// `le`, then `_count`, then `_sum`.
     pub samples: Vec<Sample>,
+    /// The names as written where they differ from those shown; `None` when
+    /// all are legacy names.
+    pub utf8_names: Option<Arc<Utf8Names>>,
+}
+
+impl MetricFamily {
+    /// The family name as written (as shown when not known otherwise).
+    pub(crate) fn written_name(&self) -> &str {
+        self.utf8_names
+            .as_ref()
+            .and_then(|u| u.family.as_deref())
+            .unwrap_or(&self.name)
+    }
+
+    /// A sample name (as shown) of this family as written: the written
+    /// family name with the sample's suffix (`_total`, `_bucket`, ...).
+    pub(crate) fn written_sample_name<'a>(&'a self, shown: &'a str) -> Cow<'a, str> {
+        match (
+            self.utf8_names.as_ref().and_then(|u| u.family.as_deref()),
+            shown.strip_prefix(&*self.name),
+        ) {
+            (Some(written), Some(suffix)) => Cow::Owned(format!("{written}{suffix}")),
+            _ => Cow::Borrowed(shown),
+        }
+    }
+
+    /// A label name (as shown) as written.
+    pub(crate) fn written_label_name<'a>(&'a self, shown: &'a str) -> &'a str {
+        self.utf8_names
+            .as_ref()
+            .and_then(|u| u.labels.iter().find(|(s, _)| s == shown))
+            .map_or(shown, |(_, w)| w)
+    }
+
+    /// Whether some label name of the family is written otherwise than shown.
+    pub(crate) fn has_utf8_labels(&self) -> bool {
+        self.utf8_names
+            .as_ref()
+            .is_some_and(|u| !u.labels.is_empty())
+    }
 }
 
 /// Everything a scrape returns.
@@ -257,6 +333,7 @@ impl MetricSet {
                 exemplar: None,
                 native: None,
             }],
+            utf8_names: None,
         });
     }
 }

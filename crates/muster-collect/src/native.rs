@@ -248,6 +248,9 @@ fn attach_native(
                 help: help.into(),
                 kind: MetricKind::Histogram,
                 samples: Vec::new(),
+                // Families with native buckets are made by muster-metrics,
+                // whose names are legacy names.
+                utf8_names: None,
             });
             set.families.len() - 1
         }

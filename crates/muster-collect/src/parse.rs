@@ -313,6 +313,7 @@ impl Parser {
             help: family.help.unwrap_or_default().into(),
             kind,
             samples: family.samples,
+            utf8_names: None,
         });
         Ok(())
     }

@@ -61,25 +61,33 @@ pub(crate) fn encode_protobuf(set: &MetricSet, escaping: Escaping) -> Vec<u8> {
 
 /// The `MetricFamily` message of one merged family.
 pub(crate) fn family_message(family: &MetricFamily, escaping: Escaping) -> pb::MetricFamily {
-    let (name, kind) = match family.kind {
-        MetricKind::Counter => (format!("{}_total", family.name), pb::MetricType::Counter),
-        MetricKind::Gauge(_) => (family.name.to_string(), pb::MetricType::Gauge),
-        MetricKind::Histogram => (family.name.to_string(), pb::MetricType::Histogram),
-        MetricKind::Summary => (family.name.to_string(), pb::MetricType::Summary),
+    // The names shown are Python's `underscores` escaping of the names as
+    // written: any other scheme starts from the names as written.
+    let name = if escaping == Escaping::Underscores {
+        &family.name
+    } else {
+        family.written_name()
     };
+    let (name, kind) = match family.kind {
+        MetricKind::Counter => (format!("{name}_total"), pb::MetricType::Counter),
+        MetricKind::Gauge(_) => (name.to_owned(), pb::MetricType::Gauge),
+        MetricKind::Histogram => (name.to_owned(), pb::MetricType::Histogram),
+        MetricKind::Summary => (name.to_owned(), pb::MetricType::Summary),
+    };
+    let labels = LabelNames { family, escaping };
     let metric = match family.kind {
-        MetricKind::Counter => counter_metrics(family, escaping),
+        MetricKind::Counter => counter_metrics(family, labels),
         MetricKind::Gauge(_) => family
             .samples
             .iter()
             .map(|s| pb::Metric {
-                label: label_pairs(&s.labels, None, escaping),
+                label: labels.pairs(&s.labels, None),
                 gauge: Some(pb::Gauge { value: s.value }),
                 ..Default::default()
             })
             .collect(),
-        MetricKind::Histogram => histogram_metrics(family, escaping),
-        MetricKind::Summary => summary_metrics(family, escaping),
+        MetricKind::Histogram => histogram_metrics(family, labels),
+        MetricKind::Summary => summary_metrics(family, labels),
     };
     pb::MetricFamily {
         name: escape_name(&name, escaping, true).into_owned(),
@@ -95,14 +103,14 @@ fn suffix<'a>(family: &MetricFamily, sample: &'a Sample) -> Option<&'a str> {
     sample.name.strip_prefix(&*family.name)
 }
 
-fn counter_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metric> {
+fn counter_metrics(family: &MetricFamily, labels: LabelNames<'_>) -> Vec<pb::Metric> {
     let mut metrics: Vec<(&Labels, pb::Metric)> = Vec::with_capacity(family.samples.len());
     let mut created = Vec::new();
     for sample in &family.samples {
         if suffix(family, sample) == Some("_created") {
             created.push(sample);
         } else {
-            metrics.push((&sample.labels, counter_metric(sample, escaping)));
+            metrics.push((&sample.labels, counter_metric(sample, labels)));
         }
     }
     for c in created {
@@ -119,9 +127,9 @@ fn counter_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metric>
 }
 
 /// A counter's `Metric`, with its exemplar if it has one.
-fn counter_metric(sample: &Sample, escaping: Escaping) -> pb::Metric {
+fn counter_metric(sample: &Sample, labels: LabelNames<'_>) -> pb::Metric {
     pb::Metric {
-        label: label_pairs(&sample.labels, None, escaping),
+        label: labels.pairs(&sample.labels, None),
         counter: Some(pb::Counter {
             value: sample.value,
             exemplar: sample.exemplar.as_deref().map(exemplar),
@@ -273,7 +281,7 @@ impl HistogramSeries {
     }
 }
 
-fn histogram_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metric> {
+fn histogram_metrics(family: &MetricFamily, names: LabelNames<'_>) -> Vec<pb::Metric> {
     let mut series: Series<'_, HistogramSeries> = Series::new("le");
     for sample in &family.samples {
         let part = match suffix(family, sample) {
@@ -306,14 +314,14 @@ fn histogram_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metri
         .items
         .into_iter()
         .map(|(labels, h)| pb::Metric {
-            label: label_pairs(labels, Some("le"), escaping),
+            label: names.pairs(labels, Some("le")),
             histogram: Some(h.finish()),
             ..Default::default()
         })
         .collect()
 }
 
-fn summary_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metric> {
+fn summary_metrics(family: &MetricFamily, names: LabelNames<'_>) -> Vec<pb::Metric> {
     let mut series: Series<'_, pb::Summary> = Series::new("quantile");
     for sample in &family.samples {
         let part = match suffix(family, sample) {
@@ -340,24 +348,40 @@ fn summary_metrics(family: &MetricFamily, escaping: Escaping) -> Vec<pb::Metric>
         .items
         .into_iter()
         .map(|(labels, s)| pb::Metric {
-            label: label_pairs(labels, Some("quantile"), escaping),
+            label: names.pairs(labels, Some("quantile")),
             summary: Some(s),
             ..Default::default()
         })
         .collect()
 }
 
-/// The label pairs of `labels` but `skip`, names shown by `escaping`.
-fn label_pairs(labels: &Labels, skip: Option<&str>, escaping: Escaping) -> Vec<pb::LabelPair> {
-    labels
-        .pairs()
-        .iter()
-        .filter(|(n, _)| Some(n.as_str()) != skip)
-        .map(|(name, value)| pb::LabelPair {
-            name: escape_name(name, escaping, false).into_owned(),
-            value: value.clone(),
-        })
-        .collect()
+/// How a family's label names are shown.
+#[derive(Clone, Copy)]
+struct LabelNames<'a> {
+    family: &'a MetricFamily,
+    escaping: Escaping,
+}
+
+impl LabelNames<'_> {
+    /// The label pairs of `labels` but `skip`, names shown by the escaping
+    /// (from the names as written, but for `underscores`).
+    fn pairs(self, labels: &Labels, skip: Option<&str>) -> Vec<pb::LabelPair> {
+        labels
+            .pairs()
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != skip)
+            .map(|(name, value)| {
+                let name = match self.escaping {
+                    Escaping::Underscores => name,
+                    _ => self.family.written_label_name(name),
+                };
+                pb::LabelPair {
+                    name: escape_name(name, self.escaping, false).into_owned(),
+                    value: value.clone(),
+                }
+            })
+            .collect()
+    }
 }
 
 /// A count as the schema's integer field when it is whole and fits, else as
@@ -445,6 +469,7 @@ mod tests {
                         sample("c_total", &[("a", "2")], 4.0),
                         sample("c_created", &[("a", "2")], 1_700_000_000.25),
                     ],
+                    utf8_names: None,
                 },
                 MetricFamily {
                     name: "h".into(),
@@ -457,6 +482,7 @@ mod tests {
                         sample("h_sum", &[], 7.0),
                         sample("h_created", &[], 1_600_000_000.0),
                     ],
+                    utf8_names: None,
                 },
                 MetricFamily {
                     name: "s".into(),
@@ -467,6 +493,7 @@ mod tests {
                         sample("s_count", &[("x", "y")], 2.0),
                         sample("s_sum", &[("x", "y")], 0.5),
                     ],
+                    utf8_names: None,
                 },
             ],
         };
@@ -502,5 +529,42 @@ mod tests {
         assert_eq!((summary.sample_count, summary.sample_sum), (2, 0.5));
         assert_eq!(summary.quantile.len(), 1);
         assert_eq!(summary.start_timestamp, None);
+    }
+
+    #[test]
+    fn names_are_written_by_the_requested_escaping() {
+        let family = MetricFamily {
+            name: "my_metric".into(),
+            help: "h".into(),
+            kind: MetricKind::Counter,
+            samples: vec![sample(
+                "my_metric_total",
+                &[("a_b", "x"), ("le_x", "y")],
+                1.0,
+            )],
+            utf8_names: Some(Arc::new(crate::model::Utf8Names {
+                family: Some("my.metric".into()),
+                labels: vec![("a_b".into(), "a.b".into())],
+            })),
+        };
+        let set = MetricSet {
+            families: vec![family],
+        };
+        for (escaping, name, label) in [
+            (Escaping::AllowUtf8, "my.metric_total", "a.b"),
+            (Escaping::Underscores, "my_metric_total", "a_b"),
+            (Escaping::Dots, "my_dot_metric__total", "a_dot_b"),
+            (Escaping::Values, "U__my_2e_metric__total", "U__a_2e_b"),
+        ] {
+            let f = &decode(&encode_protobuf(&set, escaping))[0];
+            assert_eq!(f.name, name, "{escaping:?}");
+            let labels: Vec<&str> = f.metric[0].label.iter().map(|l| l.name.as_str()).collect();
+            let other = if escaping == Escaping::Dots {
+                "le__x"
+            } else {
+                "le_x"
+            };
+            assert_eq!(labels, [label, other], "{escaping:?}");
+        }
     }
 }

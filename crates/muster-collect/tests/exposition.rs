@@ -209,6 +209,7 @@ fn family() -> impl Strategy<Value = MetricFamily> {
                     Kind::Summary => MetricKind::Summary,
                 },
                 samples,
+                utf8_names: None,
             }
         })
 }
@@ -513,6 +514,7 @@ fn help_and_label_values_survive_exactly() {
                 None,
                 1.0,
             )],
+            utf8_names: None,
         }],
     };
     for format in FORMATS {
