@@ -146,6 +146,8 @@ fn metric_set(u: &mut Unstructured<'_>) -> Result<MetricSet> {
                     name: sample.into(),
                     labels: Arc::new(Labels::new(pairs.clone())),
                     value: v,
+                    exemplar: None,
+                    native: None,
                 });
                 if extra.is_some() {
                     pairs.pop();
