@@ -497,7 +497,8 @@ fn bound_text(name: &str, value: &str) -> String {
 /// (its `Accept` starts with the delimited MetricFamily type); the exporter
 /// answers in protobuf, and every series Prometheus then stores has the value
 /// of Python's merge of the same directory: counters, gauges, histogram
-/// buckets, counts and sums, summaries.
+/// buckets, counts and sums, summaries. A muster server's workers (`muster
+/// demo`) answer in protobuf as well.
 #[test]
 fn prometheus_scrapes_the_exporter_in_protobuf() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -511,10 +512,21 @@ fn prometheus_scrapes_the_exporter_in_protobuf() {
         .arg(&py_dir);
     let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &t.join("exporter.log"));
     let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    // And a worker's own /metrics: the demo, 2 workers.
+    let mut demo_cmd = muster();
+    demo_cmd
+        .env("MUSTER_LOG", "info,muster_server::http=debug")
+        .env("MUSTER_DEMO_DB", t.join("walks.sqlite3"))
+        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
+        .arg(t.join("demo-mp"));
+    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &t.join("demo.log"));
+    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    send(demo, 25);
 
     let config = format!(
         "global:\n  scrape_interval: {SCRAPE}\n  scrape_timeout: 1s\n\
-         scrape_configs:\n  - job_name: proto\n    static_configs:\n      - targets: ['{exporter}']\n"
+         scrape_configs:\n  - job_name: proto\n    static_configs:\n      - targets: ['{exporter}']\n\
+         \x20 - job_name: demo\n    static_configs:\n      - targets: ['{demo}']\n"
     );
     let config_path = t.join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write config");
@@ -580,10 +592,22 @@ fn prometheus_scrapes_the_exporter_in_protobuf() {
     );
     assert!(expected.len() > 50, "{} series", expected.len());
 
-    // And it was protobuf that Prometheus got.
-    let log = exp_proc.log_text();
-    assert!(
-        log.contains("encoding=delimited"),
-        "the exporter never answered in protobuf:\n{log}"
+    // The demo's workers answer in protobuf too: the requests sent.
+    wait_value(
+        prom,
+        r#"sum(http_requests_total{job="demo",route="/",method="GET"})"#,
+        25.0,
+        limit,
     );
+
+    // And it was protobuf that Prometheus got, from both.
+    for (what, log) in [
+        ("exporter", exp_proc.log_text()),
+        ("demo", demo_proc.log_text()),
+    ] {
+        assert!(
+            log.contains("encoding=delimited"),
+            "the {what} never answered in protobuf:\n{log}"
+        );
+    }
 }

@@ -36,10 +36,26 @@ fuzz_target!(|data: &[u8]| {
         exposition,
         "{accept:?}"
     );
+    // The negotiated exposition, and one picked from the bytes, so every
+    // format and scheme is reached whatever headers the fuzzer finds.
+    let (Ok(media), Ok(escaping)) = (
+        u.choose(&MediaType::BY_PREFERENCE),
+        u.choose(&Escaping::ALL),
+    ) else {
+        return;
+    };
+    let picked = Exposition::new(*media, *escaping);
     let Ok(set) = metric_set(&mut u) else { return };
-    let body = exposition.encode(&set);
+    for exposition in [exposition, picked] {
+        check_body(&set, exposition);
+    }
+});
+
+/// The body of `set` in `exposition` is what its content type says.
+fn check_body(set: &MetricSet, exposition: Exposition) {
+    let body = exposition.encode(set);
     match exposition.media {
-        MediaType::Protobuf => check_protobuf(&set, &body, exposition.escaping),
+        MediaType::Protobuf => check_protobuf(set, &body, exposition.escaping),
         media => {
             let text = std::str::from_utf8(&body).expect("text expositions are UTF-8");
             let om = matches!(media, MediaType::OpenMetrics001 | MediaType::OpenMetrics100);
@@ -54,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}
 
 fn check_protobuf(set: &MetricSet, mut body: &[u8], escaping: Escaping) {
     let mut families = Vec::new();

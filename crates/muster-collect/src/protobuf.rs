@@ -1,8 +1,7 @@
 //! Protobuf exposition: the merged families as length-delimited
 //! `io.prometheus.client.MetricFamily` messages (the
 //! `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
-//! encoding=delimited` body), built from the `prometheus-client` crate's
-//! generated data model.
+//! encoding=delimited` body).
 //!
 //! Each family becomes one message, each label set one `Metric`:
 //! - a counter `x` is the family `x_total` (as client_golang names it) with
@@ -16,12 +15,20 @@
 //!
 //! A `<name>_created` sample of a counter, histogram or summary (the earliest
 //! start, in seconds, of the processes that wrote the series) becomes its
-//! `created_timestamp` (`start_timestamp` in the crate's copy of the schema,
-//! the same field); the merge of a Python directory has none (Python writes
-//! no created time in multiprocess mode), so it is left out.
+//! `created_timestamp`; the merge of a Python directory has none (Python
+//! writes no created time in multiprocess mode), so it is left out.
 //!
 //! Counts are integers on the wire when they are whole (always so for what
 //! the merge adds up), else the `_float` fields carry them.
+//!
+//! The messages are written field by field with prost's wire helpers, from
+//! the schema of the `prometheus-client` crate's `metrics.proto` (field
+//! numbers below): building the crate's generated structs first (a `String`
+//! per label name and value, every message sized twice) made a protobuf
+//! scrape of a 64-worker directory half again slower than text, and it must
+//! not be slower. The tests decode every body with the crate's generated
+//! data model and compare with the crate's own encoding of the same
+//! families (`tests/registry.rs`).
 //!
 //! Native histogram buckets (on the model's `_count` sample) fill the same
 //! `Histogram`: schema, zero threshold and count, spans and deltas of the
@@ -32,35 +39,101 @@
 //! `Histogram.exemplars` too.
 
 use std::hash::BuildHasher;
-
-use hashbrown::HashMap;
-use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as pb;
-use prost::Message;
-
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, sint32, sint64, WireType};
+
 use crate::model::{
-    Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
+    BucketSpan, Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
 };
 use crate::names::{escape_name, Escaping};
+
+/// `MetricType` values.
+const COUNTER: u64 = 0;
+const GAUGE: u64 = 1;
+const SUMMARY: u64 = 2;
+const HISTOGRAM: u64 = 4;
 
 /// Encodes `set` as length-delimited `MetricFamily` messages, names shown by
 /// `escaping` (`allow-utf-8`: as they are).
 pub(crate) fn encode_protobuf(set: &MetricSet, escaping: Escaping) -> Vec<u8> {
     let samples: usize = set.families.iter().map(|f| f.samples.len()).sum();
-    let mut out = Vec::with_capacity(samples * 48 + set.families.len() * 64);
+    let mut out = Vec::with_capacity(samples * 64 + set.families.len() * 64);
     for family in &set.families {
-        let message = family_message(family, escaping);
-        // Writing into a `Vec` cannot run out of room: it grows.
-        message
-            .encode_length_delimited(&mut out)
-            .expect("a Vec grows as needed");
+        length_delimited(&mut out, |out| write_family(out, family, escaping));
     }
     out
 }
 
-/// The `MetricFamily` message of one merged family.
-pub(crate) fn family_message(family: &MetricFamily, escaping: Escaping) -> pb::MetricFamily {
+/// Writes what `body` writes, preceded by its length (a varint).
+fn length_delimited(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    // One byte is room for the length of most messages; the body moves
+    // right when its length needs more.
+    let start = out.len();
+    out.push(0);
+    body(out);
+    let len = out.len() - start - 1;
+    let room = encoded_len_varint(len as u64);
+    if room > 1 {
+        out.resize(out.len() + room - 1, 0);
+        out.copy_within(start + 1..start + 1 + len, start + room);
+    }
+    let mut prefix = &mut out[start..start + room];
+    encode_varint(len as u64, &mut prefix);
+}
+
+/// A message field `field` holding what `body` writes.
+fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(field, WireType::LengthDelimited, out);
+    length_delimited(out, body);
+}
+
+fn string(out: &mut Vec<u8>, field: u32, text: &str) {
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(text.len() as u64, out);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn double(out: &mut Vec<u8>, field: u32, value: f64) {
+    encode_key(field, WireType::SixtyFourBit, out);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn varint(out: &mut Vec<u8>, field: u32, value: u64) {
+    encode_key(field, WireType::Varint, out);
+    encode_varint(value, out);
+}
+
+/// A count: field `int_field` (`uint64`) when it is whole and fits, else
+/// `float_field` (`double`, which overrides the integer one when above 0).
+fn count(out: &mut Vec<u8>, int_field: u32, float_field: u32, count: f64) {
+    if count.fract() == 0.0 && (0.0..u64::MAX as f64).contains(&count) {
+        varint(out, int_field, count as u64);
+    } else {
+        double(out, float_field, count);
+    }
+}
+
+/// A `google.protobuf.Timestamp` field for a time in seconds since the
+/// epoch; nothing for a value that is not a time (NaN, infinite, negative).
+fn timestamp(out: &mut Vec<u8>, field: u32, seconds: f64) {
+    if !seconds.is_finite() || seconds < 0.0 || seconds >= i64::MAX as f64 {
+        return;
+    }
+    let whole = seconds.floor();
+    let nanos = (((seconds - whole) * 1e9) as u64).min(999_999_999);
+    message(out, field, |out| {
+        varint(out, 1, whole as u64);
+        if nanos > 0 {
+            varint(out, 2, nanos);
+        }
+    });
+}
+
+/// Writes one `MetricFamily` message's fields: name (1), help (2), type (3),
+/// metrics (4).
+fn write_family(out: &mut Vec<u8>, family: &MetricFamily, escaping: Escaping) {
     // The names shown are Python's `underscores` escaping of the names as
     // written: any other scheme starts from the names as written.
     let name = if escaping == Escaping::Underscores {
@@ -68,33 +141,42 @@ pub(crate) fn family_message(family: &MetricFamily, escaping: Escaping) -> pb::M
     } else {
         family.written_name()
     };
-    let (name, kind) = match family.kind {
-        MetricKind::Counter => (format!("{name}_total"), pb::MetricType::Counter),
-        MetricKind::Gauge(_) => (name.to_owned(), pb::MetricType::Gauge),
-        MetricKind::Histogram => (name.to_owned(), pb::MetricType::Histogram),
-        MetricKind::Summary => (name.to_owned(), pb::MetricType::Summary),
-    };
     let labels = LabelNames { family, escaping };
-    let metric = match family.kind {
-        MetricKind::Counter => counter_metrics(family, labels),
-        MetricKind::Gauge(_) => family
-            .samples
-            .iter()
-            .map(|s| pb::Metric {
-                label: labels.pairs(&s.labels, None),
-                gauge: Some(pb::Gauge { value: s.value }),
-                ..Default::default()
-            })
-            .collect(),
-        MetricKind::Histogram => histogram_metrics(family, labels),
-        MetricKind::Summary => summary_metrics(family, labels),
-    };
-    pb::MetricFamily {
-        name: escape_name(&name, escaping, true).into_owned(),
-        help: family.help.to_string(),
-        r#type: kind as i32,
-        metric,
-        unit: String::new(),
+    match family.kind {
+        MetricKind::Counter => {
+            string(
+                out,
+                1,
+                &escape_name(&format!("{name}_total"), escaping, true),
+            );
+            string(out, 2, &family.help);
+            varint(out, 3, COUNTER);
+            write_counters(out, family, labels);
+        }
+        MetricKind::Gauge(_) => {
+            string(out, 1, &escape_name(name, escaping, true));
+            string(out, 2, &family.help);
+            varint(out, 3, GAUGE);
+            for sample in &family.samples {
+                // Metric: labels (1), gauge (2) { value (1) }.
+                message(out, 4, |out| {
+                    labels.write(out, &sample.labels, None);
+                    message(out, 2, |out| double(out, 1, sample.value));
+                });
+            }
+        }
+        MetricKind::Histogram => {
+            string(out, 1, &escape_name(name, escaping, true));
+            string(out, 2, &family.help);
+            varint(out, 3, HISTOGRAM);
+            write_histograms(out, family, labels);
+        }
+        MetricKind::Summary => {
+            string(out, 1, &escape_name(name, escaping, true));
+            string(out, 2, &family.help);
+            varint(out, 3, SUMMARY);
+            write_summaries(out, family, labels);
+        }
     }
 }
 
@@ -103,57 +185,33 @@ fn suffix<'a>(family: &MetricFamily, sample: &'a Sample) -> Option<&'a str> {
     sample.name.strip_prefix(&*family.name)
 }
 
-fn counter_metrics(family: &MetricFamily, labels: LabelNames<'_>) -> Vec<pb::Metric> {
-    let mut metrics: Vec<(&Labels, pb::Metric)> = Vec::with_capacity(family.samples.len());
-    let mut created = Vec::new();
-    for sample in &family.samples {
-        if suffix(family, sample) == Some("_created") {
-            created.push(sample);
-        } else {
-            metrics.push((&sample.labels, counter_metric(sample, labels)));
-        }
-    }
-    for c in created {
-        if let Some((_, m)) = metrics
-            .iter_mut()
-            .find(|(l, _)| l.pairs() == c.labels.pairs())
-        {
-            if let Some(counter) = &mut m.counter {
-                counter.start_timestamp = timestamp(c.value);
-            }
-        }
-    }
-    metrics.into_iter().map(|(_, m)| m).collect()
-}
-
-/// A counter's `Metric`, with its exemplar if it has one.
-fn counter_metric(sample: &Sample, labels: LabelNames<'_>) -> pb::Metric {
-    pb::Metric {
-        label: labels.pairs(&sample.labels, None),
-        counter: Some(pb::Counter {
-            value: sample.value,
-            exemplar: sample.exemplar.as_deref().map(exemplar),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// An exemplar as the schema holds it (label names as recorded: they are
-/// legacy names, checked when recorded).
-fn exemplar(e: &Exemplar) -> pb::Exemplar {
-    pb::Exemplar {
-        label: e
-            .labels
+fn write_counters(out: &mut Vec<u8>, family: &MetricFamily, labels: LabelNames<'_>) {
+    let is_created = |s: &Sample| suffix(family, s) == Some("_created");
+    let created: Vec<&Sample> = family.samples.iter().filter(|s| is_created(s)).collect();
+    for sample in family.samples.iter().filter(|s| !is_created(s)) {
+        let start = created
             .iter()
-            .map(|(name, value)| pb::LabelPair {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        value: e.value,
-        timestamp: timestamp(e.timestamp),
+            .find(|c| c.labels.pairs() == sample.labels.pairs())
+            .map(|c| c.value);
+        write_counter(out, sample, start, labels);
     }
+}
+
+/// A counter's `Metric`: labels (1), counter (3) { value (1), exemplar (2),
+/// created_timestamp (3) }.
+fn write_counter(out: &mut Vec<u8>, sample: &Sample, created: Option<f64>, labels: LabelNames<'_>) {
+    message(out, 4, |out| {
+        labels.write(out, &sample.labels, None);
+        message(out, 3, |out| {
+            double(out, 1, sample.value);
+            if let Some(e) = &sample.exemplar {
+                message(out, 2, |out| write_exemplar(out, e));
+            }
+            if let Some(created) = created {
+                timestamp(out, 3, created);
+            }
+        });
+    });
 }
 
 /// The label sets of a histogram or summary family, in order of first
@@ -224,64 +282,103 @@ fn same_base(a: &[(String, String)], b: &[(String, String)], skip: &str) -> bool
     }
 }
 
+/// An `Exemplar` message's fields: labels (1: name (1), value (2)), value
+/// (2), timestamp (3). Label names are as recorded: legacy names, checked
+/// when recorded.
+fn write_exemplar(out: &mut Vec<u8>, e: &Exemplar) {
+    for (name, value) in &e.labels {
+        message(out, 1, |out| {
+            string(out, 1, name);
+            string(out, 2, value);
+        });
+    }
+    double(out, 2, e.value);
+    timestamp(out, 3, e.timestamp);
+}
+
 /// One histogram label set, gathered from its samples.
 #[derive(Default)]
-struct HistogramSeries {
-    buckets: Vec<pb::Bucket>,
+struct HistogramSeries<'a> {
+    /// Upper bound, cumulative count and exemplar of each bucket.
+    buckets: Vec<(f64, f64, Option<&'a Exemplar>)>,
     count: Option<f64>,
     sum: f64,
     created: Option<f64>,
-    native: Option<Arc<NativeHistogram>>,
+    native: Option<&'a Arc<NativeHistogram>>,
 }
 
-impl HistogramSeries {
-    /// The `Histogram` message: classic buckets, native buckets, or both.
-    fn finish(self) -> pb::Histogram {
-        let native = self.native.clone();
-        let mut histogram = self.finish_classic();
-        if let Some(native) = native {
-            histogram.schema = native.schema;
-            histogram.zero_threshold = native.zero_threshold;
-            (histogram.zero_count, histogram.zero_count_float) = split_count(native.zero_count);
-            let (spans, deltas) = NativeHistogram::spans(&native.positive);
-            histogram.positive_span = spans.iter().map(span).collect();
-            histogram.positive_delta = deltas;
-            let (spans, deltas) = NativeHistogram::spans(&native.negative);
-            histogram.negative_span = spans.iter().map(span).collect();
-            histogram.negative_delta = deltas;
-            histogram.exemplars = histogram
-                .bucket
-                .iter()
-                .filter_map(|b| b.exemplar.clone())
-                .collect();
-        }
-        histogram
-    }
-
-    fn finish_classic(self) -> pb::Histogram {
+impl HistogramSeries<'_> {
+    /// Writes the `Histogram` message's fields: sample_count (1) or
+    /// sample_count_float (4), sample_sum (2), buckets (3: cumulative_count
+    /// (1) or cumulative_count_float (4), upper_bound (2), exemplar (3)),
+    /// the native buckets (5-14, see [`write_native`]), created_timestamp
+    /// (15) and, with native buckets, every bucket exemplar (16).
+    fn write(&self, out: &mut Vec<u8>) {
         // Without `_count`, the `+Inf` bucket (the last) is the count.
-        let count = self.count.or_else(|| {
-            self.buckets.last().map(|b| {
-                if b.cumulative_count_float > 0.0 {
-                    b.cumulative_count_float
-                } else {
-                    b.cumulative_count as f64
+        let total = self
+            .count
+            .or_else(|| self.buckets.last().map(|b| b.1))
+            .unwrap_or(0.0);
+        count(out, 1, 4, total);
+        double(out, 2, self.sum);
+        for &(bound, cumulative, exemplar) in &self.buckets {
+            message(out, 3, |out| {
+                count(out, 1, 4, cumulative);
+                double(out, 2, bound);
+                if let Some(e) = exemplar {
+                    message(out, 3, |out| write_exemplar(out, e));
                 }
-            })
-        });
-        let (sample_count, sample_count_float) = split_count(count.unwrap_or(0.0));
-        pb::Histogram {
-            sample_count,
-            sample_count_float,
-            sample_sum: self.sum,
-            bucket: self.buckets,
-            start_timestamp: self.created.and_then(timestamp),
-            ..Default::default()
+            });
+        }
+        if let Some(native) = self.native {
+            write_native(out, native);
+        }
+        if let Some(created) = self.created {
+            timestamp(out, 15, created);
+        }
+        if self.native.is_some() {
+            for e in self.buckets.iter().filter_map(|b| b.2) {
+                message(out, 16, |out| write_exemplar(out, e));
+            }
         }
     }
 }
 
-fn histogram_metrics(family: &MetricFamily, names: LabelNames<'_>) -> Vec<pb::Metric> {
+/// A `Histogram`'s native fields: schema (5), zero_threshold (6),
+/// zero_count (7) or zero_count_float (8), negative spans (9) and deltas
+/// (10), positive spans (12) and deltas (13). A native histogram with no
+/// observation gets one empty positive span, as client_golang gives it, so
+/// that a reader still sees a native histogram.
+fn write_native(out: &mut Vec<u8>, native: &NativeHistogram) {
+    sint32::encode(5, &native.schema, out);
+    double(out, 6, native.zero_threshold);
+    count(out, 7, 8, native.zero_count);
+    let (negative_spans, negative_deltas) = NativeHistogram::spans(&native.negative);
+    let (mut positive_spans, positive_deltas) = NativeHistogram::spans(&native.positive);
+    if positive_spans.is_empty() && negative_spans.is_empty() && native.zero_count == 0.0 {
+        positive_spans.push(BucketSpan {
+            offset: 0,
+            length: 0,
+        });
+    }
+    for (spans, deltas, span_field, delta_field) in [
+        (&negative_spans, &negative_deltas, 9, 10),
+        (&positive_spans, &positive_deltas, 12, 13),
+    ] {
+        // BucketSpan: offset (1, sint32), length (2).
+        for span in spans {
+            message(out, span_field, |out| {
+                sint32::encode(1, &span.offset, out);
+                varint(out, 2, u64::from(span.length));
+            });
+        }
+        if !deltas.is_empty() {
+            sint64::encode_packed(delta_field, deltas, out);
+        }
+    }
+}
+
+fn write_histograms(out: &mut Vec<u8>, family: &MetricFamily, names: LabelNames<'_>) {
     let mut series: Series<'_, HistogramSeries> = Series::new("le");
     for sample in &family.samples {
         let part = match suffix(family, sample) {
@@ -291,68 +388,79 @@ fn histogram_metrics(family: &MetricFamily, names: LabelNames<'_>) -> Vec<pb::Me
         let h = series.get(&sample.labels, HistogramSeries::default);
         match part {
             "_bucket" => {
-                let Some(bound) = sample.labels.get("le").and_then(parse_bound) else {
-                    continue;
-                };
-                let (cumulative_count, cumulative_count_float) = split_count(sample.value);
-                h.buckets.push(pb::Bucket {
-                    cumulative_count,
-                    cumulative_count_float,
-                    upper_bound: bound,
-                    exemplar: sample.exemplar.as_deref().map(exemplar),
-                });
+                if let Some(bound) = sample.labels.get("le").and_then(parse_bound) {
+                    h.buckets
+                        .push((bound, sample.value, sample.exemplar.as_deref()));
+                }
             }
             "_count" => {
                 h.count = Some(sample.value);
-                h.native = sample.native.clone();
+                h.native = sample.native.as_ref();
             }
             "_sum" => h.sum = sample.value,
             _ => h.created = Some(sample.value),
         }
     }
-    series
-        .items
-        .into_iter()
-        .map(|(labels, h)| pb::Metric {
-            label: names.pairs(labels, Some("le")),
-            histogram: Some(h.finish()),
-            ..Default::default()
-        })
-        .collect()
+    for (labels, h) in &series.items {
+        // Metric: labels (1), histogram (7).
+        message(out, 4, |out| {
+            names.write(out, labels, Some("le"));
+            message(out, 7, |out| h.write(out));
+        });
+    }
 }
 
-fn summary_metrics(family: &MetricFamily, names: LabelNames<'_>) -> Vec<pb::Metric> {
-    let mut series: Series<'_, pb::Summary> = Series::new("quantile");
+/// One summary label set, gathered from its samples.
+#[derive(Default)]
+struct SummarySeries {
+    /// Quantile and value.
+    quantiles: Vec<(f64, f64)>,
+    count: f64,
+    sum: f64,
+    created: Option<f64>,
+}
+
+fn write_summaries(out: &mut Vec<u8>, family: &MetricFamily, names: LabelNames<'_>) {
+    let mut series: Series<'_, SummarySeries> = Series::new("quantile");
     for sample in &family.samples {
         let part = match suffix(family, sample) {
             Some(s @ ("" | "_count" | "_sum" | "_created")) => s,
             _ => continue,
         };
-        let s = series.get(&sample.labels, pb::Summary::default);
+        let s = series.get(&sample.labels, SummarySeries::default);
         match part {
             "" => {
-                if let Some(quantile) = sample.labels.get("quantile").and_then(parse_bound) {
-                    s.quantile.push(pb::Quantile {
-                        quantile,
-                        value: sample.value,
-                    });
+                if let Some(q) = sample.labels.get("quantile").and_then(parse_bound) {
+                    s.quantiles.push((q, sample.value));
                 }
             }
-            // The schema has only an integer count for summaries.
-            "_count" => s.sample_count = split_count(sample.value).0,
-            "_sum" => s.sample_sum = sample.value,
-            _ => s.start_timestamp = timestamp(sample.value),
+            "_count" => s.count = sample.value,
+            "_sum" => s.sum = sample.value,
+            _ => s.created = Some(sample.value),
         }
     }
-    series
-        .items
-        .into_iter()
-        .map(|(labels, s)| pb::Metric {
-            label: names.pairs(labels, Some("quantile")),
-            summary: Some(s),
-            ..Default::default()
-        })
-        .collect()
+    for (labels, s) in &series.items {
+        // Metric: labels (1), summary (4) { sample_count (1), sample_sum (2),
+        // quantiles (3: quantile (1), value (2)), created_timestamp (4) }.
+        message(out, 4, |out| {
+            names.write(out, labels, Some("quantile"));
+            message(out, 4, |out| {
+                // The schema has only an integer count for summaries.
+                let whole = s.count.fract() == 0.0 && (0.0..u64::MAX as f64).contains(&s.count);
+                varint(out, 1, if whole { s.count as u64 } else { 0 });
+                double(out, 2, s.sum);
+                for &(q, v) in &s.quantiles {
+                    message(out, 3, |out| {
+                        double(out, 1, q);
+                        double(out, 2, v);
+                    });
+                }
+                if let Some(created) = s.created {
+                    timestamp(out, 4, created);
+                }
+            });
+        });
+    }
 }
 
 /// How a family's label names are shown.
@@ -363,41 +471,23 @@ struct LabelNames<'a> {
 }
 
 impl LabelNames<'_> {
-    /// The label pairs of `labels` but `skip`, names shown by the escaping
-    /// (from the names as written, but for `underscores`).
-    fn pairs(self, labels: &Labels, skip: Option<&str>) -> Vec<pb::LabelPair> {
-        labels
-            .pairs()
-            .iter()
-            .filter(|(n, _)| Some(n.as_str()) != skip)
-            .map(|(name, value)| {
-                let name = match self.escaping {
-                    Escaping::Underscores => name,
-                    _ => self.family.written_label_name(name),
-                };
-                pb::LabelPair {
-                    name: escape_name(name, self.escaping, false).into_owned(),
-                    value: value.clone(),
-                }
-            })
-            .collect()
-    }
-}
-
-/// A count as the schema's integer field when it is whole and fits, else as
-/// its float field (which overrides the integer one when above 0).
-fn split_count(count: f64) -> (u64, f64) {
-    if count.fract() == 0.0 && (0.0..u64::MAX as f64).contains(&count) {
-        (count as u64, 0.0)
-    } else {
-        (0, count)
-    }
-}
-
-fn span(s: &crate::model::BucketSpan) -> pb::BucketSpan {
-    pb::BucketSpan {
-        offset: s.offset,
-        length: s.length,
+    /// Writes the label pairs of `labels` but `skip` (`Metric` field 1:
+    /// name (1), value (2)), names shown by the escaping (from the names as
+    /// written, but for `underscores`).
+    fn write(self, out: &mut Vec<u8>, labels: &Labels, skip: Option<&str>) {
+        for (name, value) in labels.pairs() {
+            if Some(name.as_str()) == skip {
+                continue;
+            }
+            let name = match self.escaping {
+                Escaping::Underscores => name,
+                _ => self.family.written_label_name(name),
+            };
+            message(out, 1, |out| {
+                string(out, 1, &escape_name(name, self.escaping, false));
+                string(out, 2, value);
+            });
+        }
     }
 }
 
@@ -410,22 +500,11 @@ fn parse_bound(text: &str) -> Option<f64> {
     }
 }
 
-/// A time in seconds since the epoch as a protobuf `Timestamp`; `None` for
-/// a value that is not a time (NaN, infinite, negative).
-fn timestamp(seconds: f64) -> Option<prost_types::Timestamp> {
-    if !seconds.is_finite() || seconds < 0.0 || seconds >= i64::MAX as f64 {
-        return None;
-    }
-    let whole = seconds.floor();
-    Some(prost_types::Timestamp {
-        seconds: whole as i64,
-        nanos: (((seconds - whole) * 1e9) as i32).min(999_999_999),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as pb;
+    use prost::Message;
     use std::sync::Arc;
 
     fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
@@ -505,11 +584,8 @@ mod tests {
         assert_eq!(c.metric[0].counter.as_ref().unwrap().start_timestamp, None);
         let created = c.metric[1].counter.as_ref().unwrap().start_timestamp;
         assert_eq!(
-            created,
-            Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 250_000_000
-            })
+            created.map(|t| (t.seconds, t.nanos)),
+            Some((1_700_000_000, 250_000_000))
         );
         let h = families[1].metric[0].histogram.as_ref().unwrap();
         assert_eq!(h.sample_count, 0);

@@ -545,6 +545,7 @@ async fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseB
     });
     match job.await {
         Ok(Ok((body, gz))) => {
+            tracing::debug!(content_type = exposition.content_type(), "scrape answered");
             let mut r = full(StatusCode::OK, exposition.content_type(), body);
             set_metrics_headers(r.headers_mut(), gz);
             r
