@@ -1,0 +1,84 @@
+"""A tiny stdlib HTTP server for `muster run` tests: it serves the socket it
+inherits on fd 3 and reports what muster gave it.
+
+    muster run -w 2 -- python3 small_server.py [--notify] [--exit CODE]
+
+Routes: `GET /` answers `ok <pid>`; `GET /env` answers a JSON object with the
+worker's pid and the variables muster sets (MUSTER_WORKER_ID, LISTEN_FDS,
+LISTEN_PID, LISTEN_FDNAMES, PROMETHEUS_MULTIPROC_DIR, NOTIFY_SOCKET,
+WATCHDOG_USEC) and whether fd 3 is a listening socket. SIGTERM drains: the server
+stops accepting, finishes the request in progress and exits 0.
+
+`--notify` sends READY=1 (via muster_worker) once it serves; `--exit CODE` exits
+with CODE at once, without serving (a command that cannot start).
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+VARIABLES = (
+    "MUSTER_WORKER_ID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/env":
+            info = {name: os.environ.get(name) for name in VARIABLES}
+            info["pid"] = os.getpid()
+            probe = socket.socket(fileno=os.dup(3))
+            info["fd3_listening"] = bool(
+                probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            )
+            probe.close()
+            body = json.dumps(info).encode()
+        else:
+            body = ("ok %d\n" % os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def main(argv):
+    if "--exit" in argv:
+        code = int(argv[argv.index("--exit") + 1])
+        print("small_server: exiting with %d at once" % code, file=sys.stderr, flush=True)
+        sys.exit(code)
+    server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = socket.socket(fileno=3)
+    server.socket.setblocking(True)
+
+    def drain(signum, frame):
+        print("small_server: pid %d draining" % os.getpid(), file=sys.stderr, flush=True)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, drain)
+    if "--notify" in argv:
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
+        import muster_worker
+
+        muster_worker.mark_ready()
+    server.serve_forever(poll_interval=0.5)
+    server.server_close()
+    print("small_server: pid %d drained" % os.getpid(), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
