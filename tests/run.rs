@@ -65,6 +65,12 @@ fn workers_of(parent: i32) -> BTreeSet<i32> {
         if fields.first() == Some(&"Z") || fields.get(1) != Some(&parent.to_string().as_str()) {
             continue;
         }
+        // Not the --metrics-bind process: a fork of muster, whose command line
+        // holds the worker command too.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "muster" {
+            continue;
+        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains("small_server.py") {
             out.insert(pid);
@@ -326,6 +332,44 @@ fn readiness_by_notify_and_lifetime_recycling() {
     let log = sup.log_text();
     assert!(count(&log, "max worker lifetime reached") >= 2, "{log}");
     assert_eq!(http_get(addr, "/").status, 200);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(LIMIT).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        sup.log_text()
+    );
+}
+
+#[test]
+fn a_reload_whose_workers_keep_dying_is_rolled_back() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broken = tmp.path().join("broken");
+    let mut sup = start(
+        tmp.path(),
+        "rollback",
+        &["-w", "2", "--max-boot-failures", "3"],
+        &["--fail-if", broken.to_str().expect("utf-8 path")],
+    );
+    let addr = sup.wait_addr("listening addr=", LIMIT);
+    wait_until("2 workers ready", LIMIT, || {
+        sup.assert_running();
+        (count(&sup.log_text(), "worker ready") >= 2).then_some(())
+    });
+    let before = workers_of(sup.pid());
+    // The deployment breaks the app, then the service is reloaded.
+    std::fs::write(&broken, b"").expect("break the app");
+    sup.signal(libc::SIGHUP);
+    wait_until("the reload rolled back", LIMIT, || {
+        sup.assert_running();
+        sup.log_text().contains("reload failed").then_some(())
+    });
+    // The old workers still serve; the server did not stop.
+    assert_eq!(workers_of(sup.pid()), before, "{}", sup.log_text());
+    for _ in 0..10 {
+        assert_eq!(http_get(addr, "/").status, 200);
+    }
+    sup.assert_running();
     sup.signal(libc::SIGTERM);
     assert_eq!(
         sup.wait_exit(LIMIT).and_then(|s| s.code()),

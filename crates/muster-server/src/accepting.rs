@@ -7,7 +7,10 @@
 //! or `poll`/`select` with it among the descriptors (read from `/proc/<pid>/mem`).
 //! A process that only holds the socket does not count: a gunicorn master holds it
 //! while it sleeps in `select` on its own pipe, and an asyncio loop holds it while
-//! the application's startup runs, before the socket is registered.
+//! the application's startup runs, before the socket is registered. A process that
+//! holds a connection accepted on a listening socket (`/proc/net/tcp`, `tcp6`,
+//! `unix`: the listener's address, not listening) counts too: under load a worker
+//! is seldom caught waiting.
 //!
 //! Reading another process's `/proc/<pid>/syscall` and `mem` needs the right to
 //! trace it, which the supervisor has over its descendants (same user, no
@@ -31,20 +34,93 @@ pub(crate) enum Observation {
     Unobservable,
 }
 
-/// The inodes of the application's listening sockets.
-pub(crate) fn socket_inodes(listeners: &[Listener]) -> HashSet<u64> {
-    listeners
-        .iter()
-        .filter_map(|l| nix::sys::stat::fstat(l.as_fd()).ok())
-        .map(|st| st.st_ino)
+/// The application's sockets, as `/proc` shows them now.
+#[derive(Debug, Default)]
+pub(crate) struct Sockets {
+    /// Inodes of the listening sockets.
+    listening: HashSet<u64>,
+    /// Inodes of connections accepted on them.
+    accepted: HashSet<u64>,
+}
+
+impl Sockets {
+    /// Reads the listeners' inodes and the connections accepted on them.
+    pub(crate) fn of(listeners: &[Listener]) -> Sockets {
+        let listening = listeners
+            .iter()
+            .filter_map(|l| nix::sys::stat::fstat(l.as_fd()).ok())
+            .map(|st| st.st_ino)
+            .collect();
+        let ports: HashSet<u16> = listeners
+            .iter()
+            .filter_map(|l| l.tcp_addr())
+            .map(|a| a.port())
+            .collect();
+        let paths: HashSet<String> = listeners
+            .iter()
+            .filter_map(|l| match l {
+                Listener::Unix { path: Some(p), .. } => Some(p.display().to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut accepted = HashSet::new();
+        if !ports.is_empty() {
+            for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                accepted.extend(accepted_tcp(
+                    &std::fs::read_to_string(table).unwrap_or_default(),
+                    &ports,
+                ));
+            }
+        }
+        if !paths.is_empty() {
+            accepted.extend(accepted_unix(
+                &std::fs::read_to_string("/proc/net/unix").unwrap_or_default(),
+                &paths,
+            ));
+        }
+        Sockets {
+            listening,
+            accepted,
+        }
+    }
+}
+
+/// Inodes of TCP sockets (a `/proc/net/tcp` table) on one of `ports` that are not
+/// listening: connections accepted on a listener of that port.
+fn accepted_tcp(table: &str, ports: &HashSet<u16>) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let listening = *f.get(3)? == "0A";
+            let inode: u64 = f.get(9)?.parse().ok()?;
+            (ports.contains(&port) && !listening && inode != 0).then_some(inode)
+        })
         .collect()
 }
 
-/// Looks at every process of the group `leader` leads.
-pub(crate) fn observe(leader: i32, inodes: &HashSet<u64>) -> Observation {
+/// Inodes of connected Unix sockets (`/proc/net/unix`, state 03) bound to one of
+/// `paths`: connections accepted on a listener at that path.
+fn accepted_unix(table: &str, paths: &HashSet<String>) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let connected = *f.get(5)? == "03";
+            let inode: u64 = f.get(6)?.parse().ok()?;
+            (connected && paths.contains(*f.get(7)?)).then_some(inode)
+        })
+        .collect()
+}
+
+/// Looks at every process of a worker's process group (`members`).
+pub(crate) fn observe(members: &[i32], sockets: &Sockets) -> Observation {
     let mut seen = Observation::NotYet;
-    for pid in crate::procmetrics::group_members(leader) {
-        match observe_process(pid, inodes) {
+    for &pid in members {
+        match observe_process(pid, sockets) {
             Observation::Accepting => return Observation::Accepting,
             Observation::Unobservable => seen = Observation::Unobservable,
             Observation::NotYet => {}
@@ -53,11 +129,12 @@ pub(crate) fn observe(leader: i32, inodes: &HashSet<u64>) -> Observation {
     seen
 }
 
-/// The descriptors of `pid` that are listening sockets, with their inodes.
-fn listening_fds(pid: i32, inodes: &HashSet<u64>) -> HashMap<i32, u64> {
+/// The descriptors of `pid` that are listening sockets, with their inodes; `None`
+/// when it holds an accepted connection.
+fn listening_fds(pid: i32, sockets: &Sockets) -> Option<HashMap<i32, u64>> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return out;
+        return Some(out);
     };
     for entry in dir.flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -71,15 +148,23 @@ fn listening_fds(pid: i32, inodes: &HashSet<u64>) -> HashMap<i32, u64> {
             .and_then(|t| t.strip_prefix("socket:["))
             .and_then(|t| t.strip_suffix(']'))
             .and_then(|t| t.parse::<u64>().ok());
-        if let Some(ino) = ino.filter(|i| inodes.contains(i)) {
-            out.insert(fd, ino);
+        if let Some(ino) = ino {
+            if sockets.accepted.contains(&ino) {
+                return None;
+            }
+            if sockets.listening.contains(&ino) {
+                out.insert(fd, ino);
+            }
         }
     }
-    out
+    Some(out)
 }
 
-fn observe_process(pid: i32, inodes: &HashSet<u64>) -> Observation {
-    let fds = listening_fds(pid, inodes);
+fn observe_process(pid: i32, sockets: &Sockets) -> Observation {
+    let Some(fds) = listening_fds(pid, sockets) else {
+        return Observation::Accepting;
+    };
+    let inodes = &sockets.listening;
     if fds.is_empty() {
         return Observation::NotYet;
     }
@@ -254,9 +339,9 @@ mod tests {
         // observer (reading /proc/self is allowed).
         let listener = Listener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.tcp_addr().expect("addr");
-        let inodes = socket_inodes(std::slice::from_ref(&listener));
+        let sockets = Sockets::of(std::slice::from_ref(&listener));
         let me = std::process::id() as i32;
-        assert_eq!(observe_process(me, &inodes), Observation::NotYet);
+        assert_eq!(observe_process(me, &sockets), Observation::NotYet);
         let Listener::Tcp(tcp) = &listener else {
             unreachable!("bound a TCP address")
         };
@@ -264,14 +349,47 @@ mod tests {
         tcp.set_nonblocking(false).expect("blocking");
         let waiter = std::thread::spawn(move || tcp.accept().map(|_| ()));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while observe_process(me, &inodes) != Observation::Accepting {
+        while observe_process(me, &sockets) != Observation::Accepting {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the thread in accept(2) was never observed"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        std::net::TcpStream::connect(addr).expect("connect");
+        let client = std::net::TcpStream::connect(addr).expect("connect");
         waiter.join().expect("join").expect("accepted");
+        drop(client);
+    }
+
+    #[test]
+    fn a_process_holding_an_accepted_connection_is_accepting() {
+        let listener = Listener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.tcp_addr().expect("addr");
+        let me = std::process::id() as i32;
+        let Listener::Tcp(tcp) = &listener else {
+            unreachable!("bound a TCP address")
+        };
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let (_conn, _) = tcp.accept().expect("accept");
+        let sockets = Sockets::of(std::slice::from_ref(&listener));
+        assert_eq!(sockets.accepted.len(), 1, "{sockets:?}");
+        assert_eq!(observe_process(me, &sockets), Observation::Accepting);
+    }
+
+    #[test]
+    fn reads_proc_net_tables() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1\n\
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 222 1\n\
+   2: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 333 1\n";
+        assert_eq!(accepted_tcp(tcp, &HashSet::from([8080])), vec![222]);
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+0000: 00000002 00000000 00010000 0001 01 444 /run/app.sock\n\
+0000: 00000003 00000000 00000000 0001 03 555 /run/app.sock\n\
+0000: 00000003 00000000 00000000 0001 03 666\n";
+        assert_eq!(
+            accepted_unix(unix, &HashSet::from(["/run/app.sock".to_string()])),
+            vec![555]
+        );
     }
 }

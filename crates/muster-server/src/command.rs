@@ -14,7 +14,8 @@
 //!
 //! In the supervisor, on every turn of its loop ([`WorkerProgram::tend`]):
 //! - readiness, by [`ReadyRule`]: `READY=1` on the notify socket, or the worker
-//!   observed waiting for connections on a listening socket ([`crate::accepting`]);
+//!   observed waiting for connections on a listening socket, or holding one it
+//!   accepted ([`crate::accepting`]);
 //! - liveness: a worker that sent `WATCHDOG=1` once must keep sending it within
 //!   `--timeout`; one that never did is alive while it lives;
 //! - per-worker process metrics of the whole process group (CPU, RSS, descriptors),
@@ -48,7 +49,7 @@ use crate::{
 /// How often the per-worker process metrics are refreshed.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// How often pid-named files of dead processes nobody reported are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Exit code of a worker whose command could not be executed (the shell's).
 const EXIT_NOT_EXECUTED: i32 = 127;
 
@@ -363,11 +364,19 @@ impl WorkerProgram for RunCommand {
         let live: HashSet<Pid> = workers.iter().map(|w| w.pid).collect();
         self.tended.retain(|pid, _| live.contains(pid));
         let booting = workers.iter().any(|w| !w.ready && !w.stopping);
-        let inodes = if booting {
-            accepting::socket_inodes(listeners)
+        let metrics_due = self.metrics_at.elapsed() >= METRICS_EVERY;
+        // One scan of /proc per turn, and only when something needs it.
+        let (sockets, groups) = if booting || metrics_due {
+            let sockets = if booting {
+                accepting::Sockets::of(listeners)
+            } else {
+                accepting::Sockets::default()
+            };
+            (sockets, crate::procmetrics::process_groups())
         } else {
-            HashSet::new()
+            Default::default()
         };
+        let members = |pid: Pid| groups.get(&pid.as_raw()).map_or(&[][..], Vec::as_slice);
         for w in workers {
             let t = self.tended.entry(w.pid).or_default();
             if !t.watchdog {
@@ -379,9 +388,9 @@ impl WorkerProgram for RunCommand {
             let ready = match self.ready {
                 ReadyRule::Notify => t.said_ready,
                 ReadyRule::Accept => {
-                    accepting::observe(w.pid.as_raw(), &inodes) == Observation::Accepting
+                    accepting::observe(members(w.pid), &sockets) == Observation::Accepting
                 }
-                ReadyRule::Auto => match accepting::observe(w.pid.as_raw(), &inodes) {
+                ReadyRule::Auto => match accepting::observe(members(w.pid), &sockets) {
                     Observation::Accepting => true,
                     Observation::Unobservable => t.said_ready,
                     Observation::NotYet => false,
@@ -391,11 +400,14 @@ impl WorkerProgram for RunCommand {
                 w.board.set_state(SlotState::Ready);
             }
         }
-        if self.metrics_at.elapsed() >= METRICS_EVERY {
+        if metrics_due {
             self.metrics_at = Instant::now();
             if let Some(m) = &self.metrics {
                 for w in workers {
-                    m.update(w.slot, crate::procmetrics::read_tree(w.pid.as_raw(), true));
+                    m.update(
+                        w.slot,
+                        crate::procmetrics::read_group(w.pid.as_raw(), members(w.pid)),
+                    );
                 }
             }
         }
@@ -510,8 +522,8 @@ fn has_dead_pid_files(dir: &Path) -> bool {
 }
 
 /// Process metrics of each worker's whole process group, written by the supervisor
-/// (live-sum gauges labelled `worker`; a dead worker's values are set to 0 until its
-/// slot is used again).
+/// under the names and help of the Rust workers' own (live-sum gauges labelled
+/// `worker`; a dead worker's values are set to 0 until its slot is used again).
 struct TreeMetrics {
     cpu: Family<Gauge>,
     rss: Family<Gauge>,
@@ -524,15 +536,15 @@ impl TreeMetrics {
         Ok(TreeMetrics {
             cpu: g(
                 "muster_worker_cpu_seconds",
-                "user and system CPU time of the worker's processes, seconds",
+                "user and system CPU time of the worker process, seconds",
             )?,
             rss: g(
                 "muster_worker_resident_memory_bytes",
-                "resident memory of the worker's processes",
+                "resident memory of the worker process",
             )?,
             fds: g(
                 "muster_worker_open_fds",
-                "open file descriptors of the worker's processes",
+                "open file descriptors of the worker process",
             )?,
         })
     }

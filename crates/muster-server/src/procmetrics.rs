@@ -1,5 +1,7 @@
 //! Resource usage of this process, or of a worker's process tree, read from `/proc`.
 
+use std::collections::HashMap;
+
 /// A snapshot of this process's resources.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProcStats {
@@ -17,29 +19,43 @@ pub(crate) fn read() -> Option<ProcStats> {
 /// process group it leads (a `muster run` worker: the command and what it forked);
 /// `None` when `leader` is gone.
 pub(crate) fn read_tree(leader: i32, group: bool) -> Option<ProcStats> {
+    let members = if group {
+        process_groups().remove(&leader).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    read_group(leader, &members)
+}
+
+/// The summed resources of `leader` and of `members` (other processes of its
+/// group); `None` when `leader` is gone.
+pub(crate) fn read_group(leader: i32, members: &[i32]) -> Option<ProcStats> {
     let mut total = read_proc(&leader.to_string())?;
-    if group {
-        for pid in group_members(leader).into_iter().filter(|p| *p != leader) {
-            if let Some(s) = read_proc(&pid.to_string()) {
-                total.cpu_seconds += s.cpu_seconds;
-                total.resident_bytes += s.resident_bytes;
-                total.open_fds += s.open_fds;
-            }
+    for pid in members.iter().filter(|p| **p != leader) {
+        if let Some(s) = read_proc(&pid.to_string()) {
+            total.cpu_seconds += s.cpu_seconds;
+            total.resident_bytes += s.resident_bytes;
+            total.open_fds += s.open_fds;
         }
     }
     Some(total)
 }
 
-/// The processes whose process group is `leader` (the leader included while it
-/// lives), from a scan of `/proc`.
-pub(crate) fn group_members(leader: i32) -> Vec<i32> {
+/// Every process group with its processes, from one scan of `/proc`.
+pub(crate) fn process_groups() -> HashMap<i32, Vec<i32>> {
+    let mut groups: HashMap<i32, Vec<i32>> = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return groups;
     };
-    dir.flatten()
+    for pid in dir
+        .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| stat_fields(&pid.to_string()).is_some_and(|f| f.pgrp == leader))
-        .collect()
+    {
+        if let Some(f) = stat_fields(&pid.to_string()) {
+            groups.entry(f.pgrp).or_default().push(pid);
+        }
+    }
+    groups
 }
 
 /// The fields of `/proc/<pid>/stat` used here.
@@ -115,7 +131,9 @@ mod tests {
     fn reads_a_process_group() {
         let me = std::process::id() as i32;
         let pgrp = nix::unistd::getpgrp().as_raw();
-        assert!(super::group_members(pgrp).contains(&me));
+        assert!(super::process_groups()
+            .get(&pgrp)
+            .is_some_and(|m| m.contains(&me)));
         let tree = super::read_tree(me, false).expect("own stats");
         assert!(tree.resident_bytes > 0.0);
         assert!(super::is_running(me));

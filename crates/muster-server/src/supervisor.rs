@@ -286,6 +286,7 @@ pub fn supervise<P: WorkerProgram>(
         fatal: None,
         supervisor_pid: getpid(),
         memory_checked_at: Instant::now(),
+        before_reload: None,
     };
     info!(
         pid = sup.supervisor_pid.as_raw(),
@@ -417,6 +418,9 @@ struct Supervisor<P: WorkerProgram> {
     supervisor_pid: Pid,
     /// When the workers' memory was last compared with `--max-worker-memory`.
     memory_checked_at: Instant,
+    /// The configuration in force before the last reload, while workers of an
+    /// older generation still run (what a failed reload rolls back to).
+    before_reload: Option<(Config, Option<Arc<WebConfig>>)>,
 }
 
 impl<P: WorkerProgram> Supervisor<P> {
@@ -617,6 +621,7 @@ impl<P: WorkerProgram> Supervisor<P> {
                 log_web_config(w);
             }
         }
+        self.before_reload = Some((self.config.clone(), self.web.clone()));
         self.web = web;
         match open_access_log(&config) {
             Ok(log) => self.access_log = log,
@@ -640,6 +645,57 @@ impl<P: WorkerProgram> Supervisor<P> {
             workers = self.target,
             "reload: replacing workers one at a time"
         );
+    }
+
+    /// A reload whose new workers keep dying before they are ready is rolled back
+    /// while workers of the older generation still serve: they become the current
+    /// generation again, the previous configuration is restored, and the new
+    /// workers still booting are stopped. Returns false when there is nothing to
+    /// roll back to (no older worker left).
+    fn roll_back(&mut self) -> bool {
+        let old: Vec<Pid> = self
+            .children
+            .iter()
+            .filter(|(_, c)| {
+                c.kind == WorkerKind::App
+                    && c.generation < self.generation
+                    && c.stopping_since.is_none()
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        if old.is_empty() {
+            return false;
+        }
+        error!(
+            failures = self.boot_failures,
+            generation = self.generation,
+            "reload failed: the new workers keep dying before they are ready; rolling back \
+             to the workers still running and the previous configuration"
+        );
+        let booting: Vec<Pid> = self
+            .children
+            .iter()
+            .filter(|(p, c)| {
+                c.kind == WorkerKind::App && c.stopping_since.is_none() && !old.contains(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in booting {
+            self.stop_worker(pid, StopReason::ScaleDown);
+        }
+        for pid in &old {
+            if let Some(c) = self.children.get_mut(pid) {
+                c.generation = self.generation;
+            }
+        }
+        if let Some((config, web)) = self.before_reload.take() {
+            self.target = config.workers;
+            self.config = config;
+            self.web = web;
+        }
+        self.rolling = None;
+        self.boot_failures = 0;
+        true
     }
 
     /// Starts stopping every worker: gracefully (SIGTERM, then the graceful timeout)
@@ -801,6 +857,9 @@ impl<P: WorkerProgram> Supervisor<P> {
             _ if !ever_ready => {
                 self.boot_failures += 1;
                 self.backoff_level += 1;
+                if self.boot_failures >= self.config.max_boot_failures && self.roll_back() {
+                    return;
+                }
                 if self.boot_failures >= self.config.max_boot_failures {
                     error!(
                         failures = self.boot_failures,
@@ -845,9 +904,10 @@ impl<P: WorkerProgram> Supervisor<P> {
         self.program.tend(&views, &self.app_listeners);
     }
 
-    /// Recycles ready workers that lived longer than `--max-worker-lifetime` or whose
-    /// process tree holds more memory than `--max-worker-memory`: stopped gracefully,
-    /// while a replacement starts at once.
+    /// Recycles a ready worker that lived longer than `--max-worker-lifetime` or whose
+    /// process tree holds more memory than `--max-worker-memory`: stopped gracefully
+    /// while a replacement starts at once; one at a time (the next once every worker
+    /// is ready again).
     fn recycle_aged(&mut self) {
         let lifetime = self.config.max_worker_lifetime;
         let memory = self.config.max_worker_memory;
@@ -858,27 +918,38 @@ impl<P: WorkerProgram> Supervisor<P> {
         if check_memory {
             self.memory_checked_at = Instant::now();
         }
+        // One at a time: not while a worker is being recycled or booting, so that
+        // workers started together do not all leave together.
+        let busy = self.children.values().any(|c| {
+            c.kind == WorkerKind::App
+                && (c.stop_reason == Some(StopReason::Recycle)
+                    || (c.ready_at.is_none() && c.stopping_since.is_none()))
+        });
+        if busy {
+            return;
+        }
         let group = self.program.process_group();
-        let mut recycle = Vec::new();
+        let mut recycle = None;
         for (pid, c) in &self.children {
             if c.kind != WorkerKind::App || c.ready_at.is_none() || c.stopping_since.is_some() {
                 continue;
             }
-            if !lifetime.is_zero() && c.spawned_at.elapsed() >= lifetime {
+            if !lifetime.is_zero() && c.ready_at.is_some_and(|t| t.elapsed() >= lifetime) {
                 info!(worker = %c.id, pid = pid.as_raw(), lifetime_s = lifetime.as_secs_f64(), "worker recycling (max worker lifetime reached)");
-                recycle.push(*pid);
-                continue;
+                recycle = Some(*pid);
+                break;
             }
             if check_memory {
                 let rss = crate::procmetrics::read_tree(pid.as_raw(), group)
                     .map_or(0.0, |s| s.resident_bytes);
                 if rss > memory as f64 {
                     info!(worker = %c.id, pid = pid.as_raw(), rss_bytes = rss as u64, limit = memory, "worker recycling (max worker memory exceeded)");
-                    recycle.push(*pid);
+                    recycle = Some(*pid);
+                    break;
                 }
             }
         }
-        for pid in recycle {
+        if let Some(pid) = recycle {
             self.stop_worker(pid, StopReason::Recycle);
         }
     }

@@ -10,7 +10,8 @@ WATCHDOG_USEC) and whether fd 3 is a listening socket. SIGTERM drains: the serve
 stops accepting, finishes the request in progress and exits 0.
 
 `--notify` sends READY=1 (via muster_worker) once it serves; `--exit CODE` exits
-with CODE at once, without serving (a command that cannot start).
+with CODE at once, without serving (a command that cannot start), and so does
+`--fail-if PATH` while PATH exists (a deployment that broke the app).
 """
 
 import json
@@ -59,6 +60,9 @@ def main(argv):
         code = int(argv[argv.index("--exit") + 1])
         print("small_server: exiting with %d at once" % code, file=sys.stderr, flush=True)
         sys.exit(code)
+    if "--fail-if" in argv and os.path.exists(argv[argv.index("--fail-if") + 1]):
+        print("small_server: broken, exiting with 1", file=sys.stderr, flush=True)
+        sys.exit(1)
     server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = socket.socket(fileno=3)
