@@ -342,6 +342,33 @@ fn readiness_by_notify_and_lifetime_recycling() {
 }
 
 #[test]
+fn a_worker_whose_watchdog_pings_stop_is_replaced() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut sup = start(
+        tmp.path(),
+        "watchdog",
+        &["-w", "1", "--timeout", "1"],
+        &["--watchdog-once"],
+    );
+    // It sent WATCHDOG=1 once: from then on only WATCHDOG=1 keeps it alive.
+    wait_until("the silent worker aborted and replaced", LIMIT, || {
+        sup.assert_running();
+        let log = sup.log_text();
+        (log.contains("worker silent for longer than the timeout")
+            && log.contains("reason=\"timeout\"")
+            && count(&log, "worker spawned") >= 2)
+            .then_some(())
+    });
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(LIMIT).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        sup.log_text()
+    );
+}
+
+#[test]
 fn a_reload_whose_workers_keep_dying_is_rolled_back() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let broken = tmp.path().join("broken");

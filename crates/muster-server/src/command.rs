@@ -56,8 +56,8 @@ const EXIT_NOT_EXECUTED: i32 = 127;
 /// When a `muster run` worker counts as ready (`--ready`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReadyRule {
-    /// Observed waiting for connections on a listening socket; `READY=1` counts
-    /// only when that cannot be observed (no right to read the worker's `/proc`).
+    /// Observed waiting for connections on a listening socket (or holding one it
+    /// accepted); `READY=1` counts only when that cannot be observed (no right to read the worker's `/proc`).
     /// Right for gunicorn, whose master says `READY=1` before its worker has
     /// loaded the application.
     Auto,

@@ -9,7 +9,8 @@ LISTEN_PID, LISTEN_FDNAMES, PROMETHEUS_MULTIPROC_DIR, NOTIFY_SOCKET,
 WATCHDOG_USEC) and whether fd 3 is a listening socket. SIGTERM drains: the server
 stops accepting, finishes the request in progress and exits 0.
 
-`--notify` sends READY=1 (via muster_worker) once it serves; `--exit CODE` exits
+`--notify` sends READY=1 (via muster_worker) once it serves; `--watchdog-once`
+sends WATCHDOG=1 once and never again (a worker whose liveness pings stop); `--exit CODE` exits
 with CODE at once, without serving (a command that cannot start), and so does
 `--fail-if PATH` while PATH exists (a deployment that broke the app).
 """
@@ -73,11 +74,14 @@ def main(argv):
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, drain)
-    if "--notify" in argv:
+    if "--notify" in argv or "--watchdog-once" in argv:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
         import muster_worker
 
-        muster_worker.mark_ready()
+        if "--notify" in argv:
+            muster_worker.mark_ready()
+        if "--watchdog-once" in argv:
+            muster_worker.watchdog()
     server.serve_forever(poll_interval=0.5)
     server.server_close()
     print("small_server: pid %d drained" % os.getpid(), file=sys.stderr, flush=True)
