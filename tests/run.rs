@@ -21,18 +21,15 @@ fn small_server() -> PathBuf {
     root().join("tests/python/apps/small_server.py")
 }
 
-/// `muster run` with `flags`, then `-- python small_server.py ARGS`, logging at info.
+/// `muster run` with `flags` (listening on 127.0.0.1:0 unless they say `-b`), then
+/// `-- python small_server.py ARGS`, logging at info.
 fn start(tmp: &Path, name: &str, flags: &[&str], args: &[&str]) -> Proc {
     let mut cmd = muster();
-    cmd.arg("run")
-        .args([
-            "-b",
-            "127.0.0.1:0",
-            "--log-level",
-            "info",
-            "--graceful-timeout",
-            "10",
-        ])
+    cmd.arg("run");
+    if !flags.contains(&"-b") {
+        cmd.args(["-b", "127.0.0.1:0"]);
+    }
+    cmd.args(["--log-level", "info", "--graceful-timeout", "10"])
         .arg("--multiproc-dir")
         .arg(tmp.join(format!("{name}-metrics")))
         .args(flags)
@@ -332,6 +329,37 @@ fn readiness_by_notify_and_lifetime_recycling() {
     let log = sup.log_text();
     assert!(count(&log, "max worker lifetime reached") >= 2, "{log}");
     assert_eq!(http_get(addr, "/").status, 200);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(LIMIT).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        sup.log_text()
+    );
+}
+
+#[test]
+fn a_unix_socket_is_passed_too() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("app.sock");
+    let bind = format!("unix:{}", path.display());
+    let mut sup = start(tmp.path(), "unix", &["-w", "1", "-b", &bind], &[]);
+    wait_until("the worker ready", LIMIT, || {
+        sup.assert_running();
+        (count(&sup.log_text(), "worker ready") >= 1).then_some(())
+    });
+    let mut conn = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+    conn.set_read_timeout(Some(LIMIT)).expect("timeout");
+    conn.write_all(b"GET /env HTTP/1.0\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("answer");
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let env: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(env["fd3_listening"], true, "{env}");
+    assert_eq!(env["LISTEN_FDS"], "1", "{env}");
+    assert_eq!(env["MUSTER_WORKER_ID"], "0", "{env}");
     sup.signal(libc::SIGTERM);
     assert_eq!(
         sup.wait_exit(LIMIT).and_then(|s| s.code()),
