@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 VARIABLES = (
@@ -69,11 +68,10 @@ def main(argv):
     server.socket = socket.socket(fileno=3)
     server.socket.setblocking(True)
 
-    def drain(signum, frame):
-        print("small_server: pid %d draining" % os.getpid(), file=sys.stderr, flush=True)
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, drain)
+    stop = []
+    # The handler only records the signal; the loop below notices it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    server.timeout = 0.2
     if "--notify" in argv or "--watchdog-once" in argv:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
         import muster_worker
@@ -82,7 +80,11 @@ def main(argv):
             muster_worker.mark_ready()
         if "--watchdog-once" in argv:
             muster_worker.watchdog()
-    server.serve_forever(poll_interval=0.5)
+    # One request at a time; between two, a TERM stops the loop (drain: the
+    # request in progress is finished first).
+    while not stop:
+        server.handle_request()
+    print("small_server: pid %d draining" % os.getpid(), file=sys.stderr, flush=True)
     server.server_close()
     print("small_server: pid %d drained" % os.getpid(), file=sys.stderr, flush=True)
     return 0
