@@ -162,7 +162,8 @@ fn prom_scalar(prom: SocketAddr, q: &str) -> Option<f64> {
 }
 
 fn count(log: &str, what: &str) -> usize {
-    log.lines().filter(|l| l.contains(what)).count()
+    // Occurrences, not lines: two processes writing at once can share a line.
+    log.matches(what).count()
 }
 
 fn run_stack(stack: &Stack) {

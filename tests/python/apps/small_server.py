@@ -33,6 +33,30 @@ VARIABLES = (
 )
 
 
+BUSY = []
+
+
+class Stop(Exception):
+    """Raised by the TERM handler to leave a blocking accept (another worker may
+    have taken the connection this one was woken for)."""
+
+
+class Server(HTTPServer):
+    """Busy from the accept of a connection to its close: a TERM then waits."""
+
+    def get_request(self):
+        request = self.socket.accept()  # a TERM while waiting raises Stop
+        BUSY.append(1)
+        return request
+
+    def shutdown_request(self, request):
+        try:
+            super().shutdown_request(request)
+        finally:
+            if BUSY:
+                BUSY.pop()
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/env":
@@ -63,14 +87,21 @@ def main(argv):
     if "--fail-if" in argv and os.path.exists(argv[argv.index("--fail-if") + 1]):
         print("small_server: broken, exiting with 1", file=sys.stderr, flush=True)
         sys.exit(1)
-    server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = socket.socket(fileno=3)
     server.socket.setblocking(True)
 
     stop = []
-    # The handler only records the signal; the loop below notices it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+
+    def on_term(signum, frame):
+        # A request in progress is finished first (the loop notices `stop`
+        # after it); otherwise leave the wait (poll, or a blocking accept).
+        stop.append(signum)
+        if not BUSY:
+            raise Stop()
+
+    signal.signal(signal.SIGTERM, on_term)
     server.timeout = 0.2
     if "--notify" in argv or "--watchdog-once" in argv:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
@@ -83,7 +114,10 @@ def main(argv):
     # One request at a time; between two, a TERM stops the loop (drain: the
     # request in progress is finished first).
     while not stop:
-        server.handle_request()
+        try:
+            server.handle_request()
+        except Stop:
+            break
     print("small_server: pid %d draining" % os.getpid(), file=sys.stderr, flush=True)
     server.server_close()
     print("small_server: pid %d drained" % os.getpid(), file=sys.stderr, flush=True)
