@@ -53,6 +53,11 @@ enum Command {
         #[command(flatten)]
         server: Box<muster_server::ServerArgs>,
     },
+    /// Supervise COMMAND as the workers (gunicorn, uvicorn, any socket-activation
+    /// aware program) with the pre-fork server's flags: muster run [FLAGS] -- COMMAND
+    /// [ARGS...]. Sockets on fds 3.. (LISTEN_FDS), MUSTER_WORKER_ID,
+    /// PROMETHEUS_MULTIPROC_DIR; /metrics on --metrics-bind.
+    Run(Box<muster_server::command::RunArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,8 +114,8 @@ impl EscapingArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `demo` sets its logging up itself (--log-level).
-    if !matches!(cli.command, Command::Demo { .. }) {
+    // `demo` and `run` set their logging up themselves (--log-level).
+    if !matches!(cli.command, Command::Demo { .. } | Command::Run(_)) {
         muster_server::init_logging(&std::env::var("MUSTER_LOG").unwrap_or_else(|_| "info".into()));
     }
     if matches!(
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
     let (prefix, result) = match cli.command {
         // The server forks: nothing before it may start a thread.
         Command::Demo { server } => return muster_demo::run_demo(&server),
+        Command::Run(args) => return args.main(),
         Command::Exporter(args) => (
             "muster exporter",
             exporter::run(&args)

@@ -589,3 +589,72 @@ fn deployment_pieces_agree_with_each_other_and_with_muster() {
         .mode();
     assert_eq!(mode & 0o777, 0o700, "the subdirectory is private");
 }
+
+#[test]
+fn python_app_runs_gunicorn_under_muster_run() {
+    let docs = yaml_docs(&k8s_files());
+    let deployment = find(&docs, "Deployment", "python-app");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"], serde_json::json!(["muster"]));
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "run");
+    let split = args
+        .iter()
+        .position(|a| *a == "--")
+        .expect("-- before the command");
+    let (flags, command) = (&args[1..split], &args[split + 1..]);
+    assert_eq!(command[0], "gunicorn");
+    assert!(command.contains(&"--bind=fd://3") && command.contains(&"--workers=1"));
+    // muster's probes are on the metrics port (the app port is the app's), which
+    // is --metrics-bind's.
+    let metrics_bind = flags
+        .iter()
+        .find_map(|a| a.strip_prefix("--metrics-bind="))
+        .expect("--metrics-bind");
+    let port = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("a metrics port");
+    assert!(metrics_bind.ends_with(&format!(":{}", port["containerPort"])));
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    let graceful: u64 = flags
+        .iter()
+        .find_map(|a| a.strip_prefix("--graceful-timeout="))
+        .expect("--graceful-timeout")
+        .parse()
+        .expect("seconds");
+    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("preStop");
+    assert!(
+        pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace")
+            >= pre_stop + graceful + 5
+    );
+    // The flags are muster run's: the real binary accepts them (the web config
+    // file exists only in the cluster).
+    let out = run_with_input(
+        muster()
+            .arg("run")
+            .args(flags.iter().filter(|f| !f.starts_with("--web-config-file")))
+            .args(["--check-config", "--", "true"]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "muster run {flags:?}: {}",
+        output_text(&out)
+    );
+}

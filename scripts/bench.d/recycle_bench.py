@@ -1,10 +1,13 @@
-"""Worker recycling benchmark, the reference side: gunicorn + Flask +
-prometheus-flask-exporter (tests/python/apps/flask_exporter_app.py, the documented
-GunicornPrometheusMetrics set-up) with --max-requests, so every worker is replaced
-after a few requests and leaves its pid-named files behind.
+"""Worker recycling benchmark: gunicorn + Flask + prometheus-flask-exporter
+(tests/python/apps/flask_exporter_app.py, the documented GunicornPrometheusMetrics
+set-up) with --max-requests, so every worker is replaced after a few requests, run
+twice in one run: as gunicorn alone (every dead worker leaves its pid-named files
+behind) and under `muster run` (the same gunicorn, one master with one worker per
+muster worker; muster compacts the dead workers' files and serves /metrics).
 
     python recycle_bench.py --out RESULTS/recycle.json [--workers 2] \
-        [--max-requests 1] [--checkpoints 10,100,1000] [--scrapes 5] [--preload]
+        [--max-requests 1] [--checkpoints 10,100,1000] [--scrapes 5] [--preload] \
+        [--muster target/release/muster]
 
 Bounded load on 127.0.0.1 (one request at a time, at most 50 per recycle asked for)
 until the number of recycled workers reaches each checkpoint; there, the number of
@@ -12,9 +15,10 @@ files in the multiprocess directory and the time of `GET /metrics` (served by th
 gunicorn master, MultiProcessCollector over the directory; median of --scrapes).
 Recycles are counted from gunicorn's "Booting worker" log lines. With --preload the
 app is imported once by the master and workers only fork, so 1,000 recycles take
-seconds instead of minutes; the files left behind are the same.
-
-Phase 2 adds the same app under `muster run` to this script.
+seconds instead of minutes; the files left behind are the same. Requests/s is the
+rate of the bounded load between two checkpoints (each request recycles a worker
+with --max-requests 1, so it measures recycling, not serving). Under muster,
+/metrics is muster's (--metrics-bind): the merged directory plus its own metrics.
 
 Every process started here is in its own session and killed on exit.
 """
@@ -82,6 +86,90 @@ def scrape_ms(port, n):
     return statistics.median(times)
 
 
+def load_until(args, log_path, app_port, checkpoint):
+    """Sends requests until `checkpoint` workers were recycled; returns requests/s."""
+    sent = 0
+    start = time.perf_counter()
+    while boots(log_path) - args.workers < checkpoint:
+        if sent >= 50 * checkpoint * args.max_requests:
+            raise SystemExit("no recycling: %d requests, %d boots" % (sent, boots(log_path)))
+        try:
+            get(app_port, "/items/%d" % (sent % 7))
+        except OSError:
+            pass  # a connection to a worker that is just exiting
+        sent += 1
+    return sent / (time.perf_counter() - start)
+
+
+def stop(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def measure(name, args, mpdir, log_path, app_port, metrics_port):
+    points = []
+    for checkpoint in args.checkpoints:
+        rate = load_until(args, log_path, app_port, checkpoint)
+        files = sum(1 for n in os.listdir(mpdir) if n.endswith(".db"))
+        point = {
+            "recycles": boots(log_path) - args.workers,
+            "files": files,
+            "scrape_ms": round(scrape_ms(metrics_port, args.scrapes), 2),
+            "requests_per_s": round(rate, 1),
+        }
+        print("  %8s: %%(recycles)5d recycles, %%(files)5d files, scrape %%(scrape_ms)8.2f ms, "
+              "%%(requests_per_s)6.1f req/s" % name % point, file=sys.stderr, flush=True)
+        points.append(point)
+    return points
+
+
+def gunicorn_args(args):
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+        "-c", os.path.join(APPS, "gunicorn_conf.py"),
+        "--chdir", APPS,
+        "--max-requests", str(args.max_requests),
+        "--no-control-socket",
+    ]
+    if args.preload:
+        cmd.append("--preload")
+    return cmd
+
+
+def run_muster(args, workdir):
+    """The same app under `muster run -w WORKERS`, each worker `gunicorn -w 1`."""
+    mpdir = os.path.join(workdir, "mp-muster")
+    app_port, metrics_port = free_port(), free_port()
+    log_path = os.path.join(workdir, "muster.log")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), MUSTER_LOG="info")
+    for name in ("MUSTER_WORKER_ID", "PROMETHEUS_MULTIPROC_DIR", "METRICS_PORT"):
+        env.pop(name, None)
+    cmd = [
+        args.muster, "run",
+        "-w", str(args.workers),
+        "-b", "127.0.0.1:%d" % app_port,
+        "--metrics-bind", "127.0.0.1:%d" % metrics_port,
+        "--multiproc-dir", mpdir,
+        "--",
+    ] + gunicorn_args(args) + ["--bind", "fd://3", "-w", "1", "flask_exporter_app:app"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_until("muster run", 120, lambda: get(app_port, "/")[0] == 200)
+        wait_until("muster's metrics", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
+        return measure("muster", args, mpdir, log_path, app_port, metrics_port)
+    finally:
+        stop(proc)
+
+
 def run_gunicorn(args, workdir):
     mpdir = os.path.join(workdir, "mp")
     os.mkdir(mpdir)
@@ -89,55 +177,19 @@ def run_gunicorn(args, workdir):
     log_path = os.path.join(workdir, "gunicorn.log")
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=mpdir, METRICS_PORT=str(metrics_port))
     env.pop("MUSTER_WORKER_ID", None)
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "gunicorn"),
-        "-c", os.path.join(APPS, "gunicorn_conf.py"),
-        "--chdir", APPS,
+    cmd = gunicorn_args(args) + [
         "-b", "127.0.0.1:%d" % app_port,
         "-w", str(args.workers),
-        "--max-requests", str(args.max_requests),
-        "--no-control-socket",
         "flask_exporter_app:app",
     ]
-    if args.preload:
-        cmd.insert(1, "--preload")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
     try:
         wait_until("gunicorn", 60, lambda: get(app_port, "/")[0] == 200)
         wait_until("the metrics server", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
-        points = []
-        for checkpoint in args.checkpoints:
-            sent = 0
-            while boots(log_path) - args.workers < checkpoint:
-                if sent >= 50 * checkpoint * args.max_requests:
-                    raise SystemExit("no recycling: %d requests, %d boots" % (sent, boots(log_path)))
-                try:
-                    get(app_port, "/items/%d" % (sent % 7))
-                except OSError:
-                    pass  # a connection to a worker that is just exiting
-                sent += 1
-            files = sum(1 for n in os.listdir(mpdir) if n.endswith(".db"))
-            point = {
-                "recycles": boots(log_path) - args.workers,
-                "files": files,
-                "scrape_ms": round(scrape_ms(metrics_port, args.scrapes), 2),
-            }
-            print("  gunicorn: %(recycles)5d recycles, %(files)5d files, scrape %(scrape_ms)8.2f ms"
-                  % point, file=sys.stderr, flush=True)
-            points.append(point)
-        return points
+        return measure("gunicorn", args, mpdir, log_path, app_port, metrics_port)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        stop(proc)
 
 
 def main():
@@ -148,6 +200,8 @@ def main():
     p.add_argument("--checkpoints", default="10,100,1000")
     p.add_argument("--scrapes", type=int, default=5)
     p.add_argument("--preload", action="store_true")
+    p.add_argument("--muster", default=os.path.join(ROOT, "target", "release", "muster"),
+                   help="the muster binary (default: target/release/muster)")
     args = p.parse_args()
     args.checkpoints = [int(c) for c in args.checkpoints.split(",")]
     workdir = tempfile.mkdtemp(prefix="muster-recycle-")
@@ -157,6 +211,7 @@ def main():
             "max_requests": args.max_requests,
             "preload": args.preload,
             "gunicorn": run_gunicorn(args, workdir),
+            "muster": run_muster(args, workdir),
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,8 @@
 //! threads = 1
 //! max_requests = 0
 //! max_requests_jitter = 0
+//! max_worker_lifetime = 3600
+//! max_worker_memory = 536870912
 //! pid = "/run/muster.pid"
 //! metrics_bind = "127.0.0.1:9100"
 //! multiproc_dir = "/run/muster/metrics"
@@ -221,6 +223,14 @@ settings! {
     /// workers do not all recycle at once [default: 0]
     max_requests_jitter: u64, as Plain<u64> = 0,
         flag Option<u64> = same, #[arg(long, value_name = "N")];
+    /// Recycle a worker (gracefully, like --max-requests) once it has lived this many
+    /// seconds; 0 = never [default: 0]
+    max_worker_lifetime: Duration, as Seconds = Duration::ZERO,
+        flag Option<f64> = same, #[arg(long, value_name = "SECONDS")];
+    /// Recycle a worker once the resident memory of its process tree exceeds this
+    /// many bytes (suffixes K, M, G: 512M); 0 = never [default: 0]
+    max_worker_memory: u64, as Plain<u64> = 0,
+        flag Option<u64> = same, #[arg(long, value_name = "BYTES", value_parser = parse_bytes)];
     /// Write the supervisor's pid to this file (removed at exit)
     pid: Option<PathBuf>, as Maybe<PathBuf> = None,
         flag Option<PathBuf> = same, #[arg(long, value_name = "FILE")];
@@ -352,6 +362,36 @@ fn parse_umask(v: &str) -> Result<u32, String> {
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("{v:?} is not an octal file mode mask (e.g. 027)"))
+}
+
+/// Parses a byte count: `536870912`, `512M`, `2G`, `64K` (powers of 1024).
+fn parse_bytes(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => {
+            return Err(format!(
+                "{v:?} is not a byte count (e.g. 536870912, 512M, 2G)"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{v:?} is not a byte count (e.g. 536870912, 512M, 2G)"))
 }
 
 impl ServerArgs {
@@ -644,6 +684,11 @@ mod tests {
         assert_eq!(super::parse_umask("027"), Ok(0o027));
         assert_eq!(super::parse_umask("0o22"), Ok(0o022));
         assert!(super::parse_umask("999").is_err());
+        assert_eq!(super::parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(super::parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(super::parse_bytes("4096"), Ok(4096));
+        assert!(super::parse_bytes("12X").is_err());
+        assert!(super::parse_bytes("M").is_err());
     }
 
     #[test]

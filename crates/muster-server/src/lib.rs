@@ -30,11 +30,13 @@
 
 #![warn(missing_docs)]
 
+mod accepting;
 mod accesslog;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum_app;
 mod check;
+pub mod command;
 pub mod config;
 mod connection;
 mod forwarded;
@@ -52,6 +54,7 @@ mod signals;
 mod supervisor;
 pub mod webconfig;
 mod worker;
+mod workernotify;
 
 use std::path::PathBuf;
 
@@ -62,9 +65,11 @@ pub use forwarded::Client;
 pub use http::{service_fn, RouteTemplate, ServiceFn};
 pub use http_body_util::Full;
 pub use listeners::Listener;
-pub use scoreboard::MAX_APP_WORKERS;
+pub use scoreboard::{Slot, SlotState, MAX_APP_WORKERS};
 pub use signals::ChildSignals;
-pub use supervisor::{run, supervise, ExitReason, ForkedApp, WorkerProgram, EXIT_BOOT_ERROR};
+pub use supervisor::{
+    run, supervise, ExitReason, ForkedApp, WorkerProgram, WorkerView, EXIT_BOOT_ERROR,
+};
 pub use webconfig::WebConfig;
 pub use worker::{WorkerKind, WorkerParams};
 

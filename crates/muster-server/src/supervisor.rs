@@ -38,7 +38,7 @@ use crate::config::Config;
 use crate::instruments::SupervisorMetrics;
 use crate::listeners::{self, Listener};
 use crate::mpdir::MultiprocDir;
-use crate::scoreboard::{now_ms, Scoreboard, SlotState, MAX_APP_WORKERS, METRICS_SLOT};
+use crate::scoreboard::{now_ms, Scoreboard, Slot, SlotState, MAX_APP_WORKERS, METRICS_SLOT};
 use crate::signals::{ChildSignals, SignalState};
 use crate::webconfig::WebConfig;
 use crate::worker::{self, WorkerKind, WorkerParams};
@@ -58,6 +58,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const QUICK_STOP: Duration = Duration::from_secs(1);
 /// How long a hung worker gets after SIGABRT (to log its backtrace) before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
+/// How often the memory of the workers is compared with `--max-worker-memory`.
+const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a worker process ended, as the supervisor judges it when it reaps the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +68,8 @@ pub enum ExitReason {
     Crash,
     /// It stopped heartbeating for `--timeout` and was aborted.
     Timeout,
-    /// It reached `--max-requests` and drained itself.
+    /// It reached `--max-requests` and drained itself, or was recycled for its
+    /// lifetime (`--max-worker-lifetime`) or memory (`--max-worker-memory`).
     Recycle,
     /// It died before it ever became ready.
     BootFailure,
@@ -119,6 +122,36 @@ pub trait WorkerProgram: Send + 'static {
     fn on_reload(&mut self, ctx: &ServerContext) -> Result<(), BoxError>;
     /// Runs a worker of `params.kind` in the forked child and returns its exit code.
     fn run_worker(&mut self, params: WorkerParams) -> i32;
+    /// Whether each application worker leads a process group of its own (a command
+    /// and whatever it forks): a SIGKILL then goes to the whole group, and what is
+    /// left of the group when its leader is reaped is killed.
+    fn process_group(&self) -> bool {
+        false
+    }
+    /// Runs in the supervisor on every turn of its loop, before readiness and silence
+    /// are judged: a program whose workers do not report to the scoreboard themselves
+    /// (an exec'd command) reports for them here. `listeners` are the application's.
+    fn tend(&mut self, _workers: &[WorkerView<'_>], _listeners: &[Listener]) {}
+    /// Runs in the supervisor after it reaped `pid`: one of its application workers
+    /// (`slot` given), or another child (a grandchild adopted as subreaper, a helper
+    /// process the program forked).
+    fn reaped(&mut self, _pid: Pid, _slot: Option<usize>) {}
+}
+
+/// An application worker as [`WorkerProgram::tend`] sees it.
+pub struct WorkerView<'a> {
+    /// The worker's pid (the leader of its process group when
+    /// [`WorkerProgram::process_group`]).
+    pub pid: Pid,
+    /// The worker's slot number.
+    pub slot: usize,
+    /// Its scoreboard record: [`Slot::beat`] keeps it alive,
+    /// `Slot::set_state(SlotState::Ready)` makes it ready.
+    pub board: &'a Slot,
+    /// Whether the supervisor has seen it ready.
+    pub ready: bool,
+    /// Whether it is being stopped.
+    pub stopping: bool,
 }
 
 /// The spawn strategy of [`run`]: each worker is this process, forked, serving the
@@ -252,6 +285,8 @@ pub fn supervise<P: WorkerProgram>(
         next_spawn_at: Instant::now(),
         fatal: None,
         supervisor_pid: getpid(),
+        memory_checked_at: Instant::now(),
+        before_reload: None,
     };
     info!(
         pid = sup.supervisor_pid.as_raw(),
@@ -314,6 +349,8 @@ pub(crate) fn thread_count() -> usize {
 /// Why a worker was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopReason {
+    /// `--max-worker-lifetime`, `--max-worker-memory`.
+    Recycle,
     Reload,
     ScaleDown,
     Shutdown,
@@ -379,6 +416,11 @@ struct Supervisor<P: WorkerProgram> {
     next_spawn_at: Instant,
     fatal: Option<ServerError>,
     supervisor_pid: Pid,
+    /// When the workers' memory was last compared with `--max-worker-memory`.
+    memory_checked_at: Instant,
+    /// The configuration in force before the last reload, while workers of an
+    /// older generation still run (what a failed reload rolls back to).
+    before_reload: Option<(Config, Option<Arc<WebConfig>>)>,
 }
 
 impl<P: WorkerProgram> Supervisor<P> {
@@ -396,7 +438,11 @@ impl<P: WorkerProgram> Supervisor<P> {
                 self.on_signal(sig);
             }
             self.reap();
+            self.tend();
             self.watch();
+            if self.phase == Phase::Running {
+                self.recycle_aged();
+            }
             self.tell_ready();
             if self.fatal.is_some() && self.phase == Phase::Running {
                 // Stop the way SIGTERM stops: healthy workers finish their requests.
@@ -575,6 +621,7 @@ impl<P: WorkerProgram> Supervisor<P> {
                 log_web_config(w);
             }
         }
+        self.before_reload = Some((self.config.clone(), self.web.clone()));
         self.web = web;
         match open_access_log(&config) {
             Ok(log) => self.access_log = log,
@@ -598,6 +645,57 @@ impl<P: WorkerProgram> Supervisor<P> {
             workers = self.target,
             "reload: replacing workers one at a time"
         );
+    }
+
+    /// A reload whose new workers keep dying before they are ready is rolled back
+    /// while workers of the older generation still serve: they become the current
+    /// generation again, the previous configuration is restored, and the new
+    /// workers still booting are stopped. Returns false when there is nothing to
+    /// roll back to (no older worker left).
+    fn roll_back(&mut self) -> bool {
+        let old: Vec<Pid> = self
+            .children
+            .iter()
+            .filter(|(_, c)| {
+                c.kind == WorkerKind::App
+                    && c.generation < self.generation
+                    && c.stopping_since.is_none()
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        if old.is_empty() {
+            return false;
+        }
+        error!(
+            failures = self.boot_failures,
+            generation = self.generation,
+            "reload failed: the new workers keep dying before they are ready; rolling back \
+             to the workers still running and the previous configuration"
+        );
+        let booting: Vec<Pid> = self
+            .children
+            .iter()
+            .filter(|(p, c)| {
+                c.kind == WorkerKind::App && c.stopping_since.is_none() && !old.contains(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in booting {
+            self.stop_worker(pid, StopReason::ScaleDown);
+        }
+        for pid in &old {
+            if let Some(c) = self.children.get_mut(pid) {
+                c.generation = self.generation;
+            }
+        }
+        if let Some((config, web)) = self.before_reload.take() {
+            self.target = config.workers;
+            self.config = config;
+            self.web = web;
+        }
+        self.rolling = None;
+        self.boot_failures = 0;
+        true
     }
 
     /// Starts stopping every worker: gracefully (SIGTERM, then the graceful timeout)
@@ -635,10 +733,11 @@ impl<P: WorkerProgram> Supervisor<P> {
     }
 
     fn kill_all(&mut self) {
+        let group = self.program.process_group();
         for (pid, c) in self.children.iter_mut() {
             if !c.kill_sent {
                 warn!(worker = %c.id, pid = pid.as_raw(), "worker did not stop in time; killing it");
-                let _ = kill(*pid, Signal::SIGKILL);
+                kill_hard(*pid, group && c.kind == WorkerKind::App);
                 c.kill_sent = true;
             }
         }
@@ -679,8 +778,13 @@ impl<P: WorkerProgram> Supervisor<P> {
             return;
         }
         let Some(c) = self.children.remove(&pid) else {
+            self.program.reaped(pid, None);
             return;
         };
+        if c.kind == WorkerKind::App && self.program.process_group() {
+            // What the command left behind (its forked children) goes with it.
+            kill_hard(pid, true);
+        }
         let slot = self.scoreboard.slot(c.slot);
         let state_at_exit = slot.map(|s| s.state());
         let ever_ready = c.ready_at.is_some()
@@ -699,6 +803,7 @@ impl<P: WorkerProgram> Supervisor<P> {
         }
         if c.kind == WorkerKind::App {
             self.free_slots.push(c.slot);
+            self.program.reaped(pid, Some(c.slot));
         }
         if self.rolling == Some(pid) {
             self.rolling = None;
@@ -707,6 +812,7 @@ impl<P: WorkerProgram> Supervisor<P> {
             ExitReason::Timeout
         } else if let Some(r) = c.stop_reason {
             match r {
+                StopReason::Recycle => ExitReason::Recycle,
                 StopReason::Reload => ExitReason::Reload,
                 StopReason::ScaleDown => ExitReason::ScaleDown,
                 StopReason::Shutdown => ExitReason::Shutdown,
@@ -751,6 +857,9 @@ impl<P: WorkerProgram> Supervisor<P> {
             _ if !ever_ready => {
                 self.boot_failures += 1;
                 self.backoff_level += 1;
+                if self.boot_failures >= self.config.max_boot_failures && self.roll_back() {
+                    return;
+                }
                 if self.boot_failures >= self.config.max_boot_failures {
                     error!(
                         failures = self.boot_failures,
@@ -776,12 +885,82 @@ impl<P: WorkerProgram> Supervisor<P> {
         }
     }
 
+    /// Lets the program report for its workers ([`WorkerProgram::tend`]).
+    fn tend(&mut self) {
+        let views: Vec<WorkerView<'_>> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.kind == WorkerKind::App)
+            .filter_map(|(pid, c)| {
+                Some(WorkerView {
+                    pid: *pid,
+                    slot: c.slot,
+                    board: self.scoreboard.slot(c.slot)?,
+                    ready: c.ready_at.is_some(),
+                    stopping: c.stopping_since.is_some(),
+                })
+            })
+            .collect();
+        self.program.tend(&views, &self.app_listeners);
+    }
+
+    /// Recycles a ready worker that lived longer than `--max-worker-lifetime` or whose
+    /// process tree holds more memory than `--max-worker-memory`: stopped gracefully
+    /// while a replacement starts at once; one at a time (the next once every worker
+    /// is ready again).
+    fn recycle_aged(&mut self) {
+        let lifetime = self.config.max_worker_lifetime;
+        let memory = self.config.max_worker_memory;
+        if lifetime.is_zero() && memory == 0 {
+            return;
+        }
+        let check_memory = memory > 0 && self.memory_checked_at.elapsed() >= MEMORY_CHECK_EVERY;
+        if check_memory {
+            self.memory_checked_at = Instant::now();
+        }
+        // One at a time: not while a worker is being recycled or booting, so that
+        // workers started together do not all leave together.
+        let busy = self.children.values().any(|c| {
+            c.kind == WorkerKind::App
+                && (c.stop_reason == Some(StopReason::Recycle)
+                    || (c.ready_at.is_none() && c.stopping_since.is_none()))
+        });
+        if busy {
+            return;
+        }
+        let group = self.program.process_group();
+        let mut recycle = None;
+        for (pid, c) in &self.children {
+            if c.kind != WorkerKind::App || c.ready_at.is_none() || c.stopping_since.is_some() {
+                continue;
+            }
+            if !lifetime.is_zero() && c.ready_at.is_some_and(|t| t.elapsed() >= lifetime) {
+                info!(worker = %c.id, pid = pid.as_raw(), lifetime_s = lifetime.as_secs_f64(), "worker recycling (max worker lifetime reached)");
+                recycle = Some(*pid);
+                break;
+            }
+            if check_memory {
+                let rss = crate::procmetrics::read_tree(pid.as_raw(), group)
+                    .map_or(0.0, |s| s.resident_bytes);
+                if rss > memory as f64 {
+                    info!(worker = %c.id, pid = pid.as_raw(), rss_bytes = rss as u64, limit = memory, "worker recycling (max worker memory exceeded)");
+                    recycle = Some(*pid);
+                    break;
+                }
+            }
+        }
+        if let Some(pid) = recycle {
+            self.stop_worker(pid, StopReason::Recycle);
+        }
+    }
+
     /// Notices readiness, self-draining, silence and overdue stops.
     fn watch(&mut self) {
         let now = Instant::now();
         let now_ms = now_ms();
         let timeout_ms = self.config.timeout.as_millis() as u64;
         let graceful = self.config.graceful_timeout;
+        let group = self.program.process_group();
         let mut stable = false;
         for (pid, c) in self.children.iter_mut() {
             let Some(slot) = self.scoreboard.slot(c.slot) else {
@@ -813,7 +992,7 @@ impl<P: WorkerProgram> Supervisor<P> {
             if let Some(at) = c.aborted_at {
                 if now.duration_since(at) > ABORT_GRACE {
                     warn!(worker = %c.id, pid = pid.as_raw(), "hung worker still alive after SIGABRT; killing it");
-                    let _ = kill(*pid, Signal::SIGKILL);
+                    kill_hard(*pid, group && c.kind == WorkerKind::App);
                     c.kill_sent = true;
                 }
                 continue;
@@ -827,7 +1006,7 @@ impl<P: WorkerProgram> Supervisor<P> {
                         worker = %c.id, pid = pid.as_raw(), silent_ms = silent, %state,
                         "worker silent for longer than the timeout; it is stopped, killing it"
                     );
-                    let _ = kill(*pid, Signal::SIGKILL);
+                    kill_hard(*pid, group && c.kind == WorkerKind::App);
                     c.kill_sent = true;
                 } else {
                     warn!(
@@ -847,7 +1026,7 @@ impl<P: WorkerProgram> Supervisor<P> {
                     && now.duration_since(since) > graceful
                 {
                     warn!(worker = %c.id, pid = pid.as_raw(), "worker did not finish within the graceful timeout; killing it");
-                    let _ = kill(*pid, Signal::SIGKILL);
+                    kill_hard(*pid, group && c.kind == WorkerKind::App);
                     c.kill_sent = true;
                 }
             }
@@ -1061,6 +1240,37 @@ impl<P: WorkerProgram> Supervisor<P> {
                 self.next_spawn_at = Instant::now() + BACKOFF_BASE;
                 None
             }
+        }
+    }
+}
+
+/// SIGKILLs `pid`, and its whole process group when `group` (it leads one).
+fn kill_hard(pid: Pid, group: bool) {
+    if group {
+        let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// Forks a short-lived helper process of the supervisor that runs `task` and exits
+/// with its code; the supervisor reaps it like a worker and reports it to
+/// [`WorkerProgram::reaped`]. `None` (logged) when forking is refused or fails.
+pub(crate) fn fork_helper(what: &str, task: impl FnOnce() -> i32) -> Option<Pid> {
+    match fork_child(getpid(), |signals| {
+        signals.release();
+        task()
+    }) {
+        Ok(pid) => Some(pid),
+        Err(ForkError::Threads(n)) => {
+            warn!(
+                threads = n,
+                "not forking the {what}: the supervisor is not single-threaded"
+            );
+            None
+        }
+        Err(ForkError::Failed(e)) => {
+            warn!(error = %e, "cannot fork the {what}");
+            None
         }
     }
 }
