@@ -40,40 +40,11 @@ fn start(tmp: &Path, name: &str, flags: &[&str], args: &[&str]) -> Proc {
     Proc::start(name, &mut cmd, &tmp.join(format!("{name}.log")))
 }
 
-/// The pids of the processes whose parent is `parent` and whose command line
-/// mentions small_server.py (the workers; not helper processes).
+/// The workers of supervisor `parent` (their command line mentions small_server.py).
 fn workers_of(parent: i32) -> BTreeSet<i32> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") || fields.get(1) != Some(&parent.to_string().as_str()) {
-            continue;
-        }
-        // Not the --metrics-bind process: a fork of muster, whose command line
-        // holds the worker command too.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "muster" {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("small_server.py") {
-            out.insert(pid);
-        }
-    }
-    out
+    common::command_children(parent, "small_server.py")
+        .into_iter()
+        .collect()
 }
 
 /// `GET /env` of whichever worker accepts.

@@ -829,3 +829,38 @@ fn sample_line(name: &str, mut pairs: Vec<(String, String)>, value: f64) -> Stri
         muster_store::float_to_go_string(value)
     )
 }
+
+/// The live children of supervisor `parent` whose command line mentions
+/// `program`: the workers of `muster run`, less its `--metrics-bind` process (a
+/// fork of muster, whose command line holds the worker command too).
+pub fn command_children(parent: i32, program: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") || fields.get(1) != Some(&parent.to_string().as_str()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "muster" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(program) {
+            out.push(pid);
+        }
+    }
+    out
+}
