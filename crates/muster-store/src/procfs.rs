@@ -61,6 +61,12 @@ pub(crate) fn try_lock(file: &File, exclusive: bool) -> std::io::Result<bool> {
 
 /// The pid that holds a `flock` on the file `id`, from `/proc/locks`.
 pub(crate) fn flock_holder(id: FileId) -> Option<u32> {
+    // The kernel lists the locks of the whole system a page at a time; while other
+    // processes take and drop locks, one reading can miss a line. Read again.
+    (0..5).find_map(|_| flock_holder_once(id))
+}
+
+fn flock_holder_once(id: FileId) -> Option<u32> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     locks.lines().find_map(|line| {
         // `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`; waiters have `->`.
