@@ -33,11 +33,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use muster_metrics::{Family, Gauge, GaugeMode, MetricError};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use crate::accepting::{self, Observation};
+use crate::instruments::ProcessGauges;
 use crate::scoreboard::SlotState;
 use crate::supervisor::{WorkerProgram, WorkerView};
 use crate::workernotify::NotifySocket;
@@ -132,7 +132,9 @@ pub struct RunCommand {
     reaped: Vec<u32>,
     compaction: Option<Pid>,
     swept_at: Instant,
-    metrics: Option<TreeMetrics>,
+    /// Process metrics of each worker's whole process group (a dead worker's are
+    /// set to 0 until its slot is used again).
+    metrics: Option<ProcessGauges>,
     metrics_at: Instant,
 }
 
@@ -326,7 +328,7 @@ impl WorkerProgram for RunCommand {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a subreaper: {e}"))?;
         self.notify = Some(NotifySocket::bind().map_err(|e| format!("notify socket: {e}"))?);
-        self.metrics = match TreeMetrics::new() {
+        self.metrics = match ProcessGauges::new() {
             Ok(m) => Some(m),
             Err(e) => {
                 warn!(error = %e, "per-worker process metrics unavailable");
@@ -404,10 +406,8 @@ impl WorkerProgram for RunCommand {
             self.metrics_at = Instant::now();
             if let Some(m) = &self.metrics {
                 for w in workers {
-                    m.update(
-                        w.slot,
-                        crate::procmetrics::read_group(w.pid.as_raw(), members(w.pid)),
-                    );
+                    let stats = crate::procmetrics::read_group(w.pid.as_raw(), members(w.pid));
+                    m.set(&format!("w{}", w.slot), &stats.unwrap_or_default());
                 }
             }
         }
@@ -421,7 +421,7 @@ impl WorkerProgram for RunCommand {
         }
         self.tended.remove(&pid);
         if let (Some(slot), Some(m)) = (slot, &self.metrics) {
-            m.update(slot, None);
+            m.set(&format!("w{slot}"), &Default::default());
         }
         if let Ok(raw) = u32::try_from(pid.as_raw()) {
             self.reaped.push(raw);
@@ -519,44 +519,6 @@ fn has_dead_pid_files(dir: &Path) -> bool {
             Err(_) => false,
         }
     })
-}
-
-/// Process metrics of each worker's whole process group, written by the supervisor
-/// under the names and help of the Rust workers' own (live-sum gauges labelled
-/// `worker`; a dead worker's values are set to 0 until its slot is used again).
-struct TreeMetrics {
-    cpu: Family<Gauge>,
-    rss: Family<Gauge>,
-    fds: Family<Gauge>,
-}
-
-impl TreeMetrics {
-    fn new() -> Result<TreeMetrics, MetricError> {
-        let g = |name: &str, help: &str| Gauge::family(name, help, &["worker"], GaugeMode::LiveSum);
-        Ok(TreeMetrics {
-            cpu: g(
-                "muster_worker_cpu_seconds",
-                "user and system CPU time of the worker process, seconds",
-            )?,
-            rss: g(
-                "muster_worker_resident_memory_bytes",
-                "resident memory of the worker process",
-            )?,
-            fds: g(
-                "muster_worker_open_fds",
-                "open file descriptors of the worker process",
-            )?,
-        })
-    }
-
-    fn update(&self, slot: usize, stats: Option<crate::procmetrics::ProcStats>) {
-        let s = stats.unwrap_or_default();
-        let id = format!("w{slot}");
-        let w: &[&str] = &[&id];
-        self.cpu.with_label_values(w).set(s.cpu_seconds);
-        self.rss.with_label_values(w).set(s.resident_bytes);
-        self.fds.with_label_values(w).set(s.open_fds);
-    }
 }
 
 /// The `--metrics-bind` process of `muster run`: muster's endpoints only.

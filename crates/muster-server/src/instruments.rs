@@ -45,34 +45,60 @@ impl HttpMetrics {
     }
 }
 
+/// A worker process's CPU time, resident memory and open fds: live-sum gauges
+/// labelled `worker`, written by the worker itself ([`ProcessMetrics`]) or, for a
+/// `muster run` command, by the supervisor for the worker's process group.
+pub(crate) struct ProcessGauges {
+    cpu: Family<Gauge>,
+    rss: Family<Gauge>,
+    fds: Family<Gauge>,
+}
+
+impl ProcessGauges {
+    pub(crate) fn new() -> Result<ProcessGauges, MetricError> {
+        Ok(ProcessGauges {
+            cpu: worker_gauge(
+                "muster_worker_cpu_seconds",
+                "user and system CPU time of the worker process, seconds",
+            )?,
+            rss: worker_gauge(
+                "muster_worker_resident_memory_bytes",
+                "resident memory of the worker process",
+            )?,
+            fds: worker_gauge(
+                "muster_worker_open_fds",
+                "open file descriptors of the worker process",
+            )?,
+        })
+    }
+
+    /// Sets worker `worker`'s gauges to `stats`.
+    pub(crate) fn set(&self, worker: &str, stats: &crate::procmetrics::ProcStats) {
+        let w: &[&str] = &[worker];
+        self.cpu.with_label_values(w).set(stats.cpu_seconds);
+        self.rss.with_label_values(w).set(stats.resident_bytes);
+        self.fds.with_label_values(w).set(stats.open_fds);
+    }
+}
+
+fn worker_gauge(name: &str, help: &str) -> Result<Family<Gauge>, MetricError> {
+    Gauge::family(name, help, &["worker"], GaugeMode::LiveSum)
+}
+
 /// Per-worker process metrics, labelled `worker` (live gauges: they vanish when the
 /// worker dies).
 pub(crate) struct ProcessMetrics {
     worker: String,
-    cpu: Family<Gauge>,
-    rss: Family<Gauge>,
-    fds: Family<Gauge>,
+    gauges: ProcessGauges,
     start: Family<Gauge>,
 }
 
 impl ProcessMetrics {
     pub(crate) fn new(worker: &str) -> Result<ProcessMetrics, MetricError> {
-        let g = |name: &str, help: &str| Gauge::family(name, help, &["worker"], GaugeMode::LiveSum);
         let m = ProcessMetrics {
             worker: worker.to_string(),
-            cpu: g(
-                "muster_worker_cpu_seconds",
-                "user and system CPU time of the worker process, seconds",
-            )?,
-            rss: g(
-                "muster_worker_resident_memory_bytes",
-                "resident memory of the worker process",
-            )?,
-            fds: g(
-                "muster_worker_open_fds",
-                "open file descriptors of the worker process",
-            )?,
-            start: g(
+            gauges: ProcessGauges::new()?,
+            start: worker_gauge(
                 "muster_worker_start_time_seconds",
                 "start time of the worker process, seconds since the epoch",
             )?,
@@ -88,10 +114,7 @@ impl ProcessMetrics {
 
     pub(crate) fn update(&self) {
         if let Some(s) = crate::procmetrics::read() {
-            let w: &[&str] = &[&self.worker];
-            self.cpu.with_label_values(w).set(s.cpu_seconds);
-            self.rss.with_label_values(w).set(s.resident_bytes);
-            self.fds.with_label_values(w).set(s.open_fds);
+            self.gauges.set(&self.worker, &s);
         }
     }
 }
