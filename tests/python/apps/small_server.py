@@ -9,7 +9,11 @@ LISTEN_PID, LISTEN_FDNAMES, PROMETHEUS_MULTIPROC_DIR, NOTIFY_SOCKET,
 WATCHDOG_USEC) and whether fd 3 is a listening socket. SIGTERM drains: the server
 stops accepting, finishes the request in progress and exits 0.
 
-`--notify` sends READY=1 (via muster_worker) once it serves; `--watchdog-once`
+`--notify` sends READY=1 (via muster_worker) once it serves; `--busy-children`
+behaves like a gunicorn master with `--max-requests 1` under load, as far as `/proc`
+shows: it sends READY=1, then forks inner workers one after the other that hold
+the socket but are never seen waiting for a connection (each spins 0.2 s and
+exits); `--watchdog-once`
 sends WATCHDOG=1 once and never again (a worker whose liveness pings stop); `--exit CODE` exits
 with CODE at once, without serving (a command that cannot start), and so does
 `--fail-if PATH` while PATH exists (a deployment that broke the app).
@@ -17,9 +21,11 @@ with CODE at once, without serving (a command that cannot start), and so does
 
 import json
 import os
+import selectors
 import signal
 import socket
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 VARIABLES = (
@@ -33,28 +39,34 @@ VARIABLES = (
 )
 
 
-BUSY = []
-
 
 class Stop(Exception):
-    """Raised by the TERM handler to leave a blocking accept (another worker may
-    have taken the connection this one was woken for)."""
+    """Raised by the TERM handler of `--busy-children` to leave its wait."""
 
 
-class Server(HTTPServer):
-    """Busy from the accept of a connection to its close: a TERM then waits."""
-
-    def get_request(self):
-        request = self.socket.accept()  # a TERM while waiting raises Stop
-        BUSY.append(1)
-        return request
-
-    def shutdown_request(self, request):
-        try:
-            super().shutdown_request(request)
-        finally:
-            if BUSY:
-                BUSY.pop()
+def serve(server, stop):
+    """Serves one request at a time until `stop` is set (by the TERM handler): a
+    request in progress is finished first, and a wait for the next ends within
+    0.2 s. The listening socket is non-blocking: when another worker took the
+    connection this one was woken for, accept fails at once instead of waiting.
+    (A handler that raised to leave a blocking accept could fire just after accept
+    returned, dropping the connection it had taken.)"""
+    server.socket.setblocking(False)
+    with selectors.PollSelector() as selector:
+        selector.register(server.socket, selectors.EVENT_READ)
+        while not stop:
+            if not selector.select(0.2):
+                continue
+            try:
+                conn, addr = server.socket.accept()
+            except BlockingIOError:
+                continue
+            conn.setblocking(True)
+            try:
+                server.process_request(conn, addr)
+            except Exception:
+                server.handle_error(conn, addr)
+                server.shutdown_request(conn)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -79,6 +91,27 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def busy_children():
+    """Forks inner workers that spin 0.2 s each, until a TERM."""
+
+    def on_term(signum, frame):
+        raise Stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                end = time.monotonic() + 0.2
+                while time.monotonic() < end:
+                    pass
+                os._exit(0)
+            os.waitpid(pid, 0)
+    except Stop:
+        return 0
+
+
 def main(argv):
     if "--exit" in argv:
         code = int(argv[argv.index("--exit") + 1])
@@ -87,37 +120,23 @@ def main(argv):
     if "--fail-if" in argv and os.path.exists(argv[argv.index("--fail-if") + 1]):
         print("small_server: broken, exiting with 1", file=sys.stderr, flush=True)
         sys.exit(1)
-    server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = socket.socket(fileno=3)
-    server.socket.setblocking(True)
 
     stop = []
-
-    def on_term(signum, frame):
-        # A request in progress is finished first (the loop notices `stop`
-        # after it); otherwise leave the wait (poll, or a blocking accept).
-        stop.append(signum)
-        if not BUSY:
-            raise Stop()
-
-    signal.signal(signal.SIGTERM, on_term)
-    server.timeout = 0.2
-    if "--notify" in argv or "--watchdog-once" in argv:
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    if "--notify" in argv or "--watchdog-once" in argv or "--busy-children" in argv:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "python"))
         import muster_worker
 
-        if "--notify" in argv:
+        if "--notify" in argv or "--busy-children" in argv:
             muster_worker.mark_ready()
         if "--watchdog-once" in argv:
             muster_worker.watchdog()
-    # One request at a time; between two, a TERM stops the loop (drain: the
-    # request in progress is finished first).
-    while not stop:
-        try:
-            server.handle_request()
-        except Stop:
-            break
+        if "--busy-children" in argv:
+            return busy_children()
+    serve(server, stop)
     print("small_server: pid %d draining" % os.getpid(), file=sys.stderr, flush=True)
     server.server_close()
     print("small_server: pid %d drained" % os.getpid(), file=sys.stderr, flush=True)
