@@ -24,6 +24,11 @@ fn small_server() -> PathBuf {
 /// `muster run` with `flags` (listening on 127.0.0.1:0 unless they say `-b`), then
 /// `-- python small_server.py ARGS`, logging at info.
 fn start(tmp: &Path, name: &str, flags: &[&str], args: &[&str]) -> Proc {
+    start_on(tmp, name, &tmp.join(format!("{name}-metrics")), flags, args)
+}
+
+/// [`start`] on the multiprocess directory `dir`.
+fn start_on(tmp: &Path, name: &str, dir: &Path, flags: &[&str], args: &[&str]) -> Proc {
     let mut cmd = muster();
     cmd.arg("run");
     if !flags.contains(&"-b") {
@@ -31,7 +36,7 @@ fn start(tmp: &Path, name: &str, flags: &[&str], args: &[&str]) -> Proc {
     }
     cmd.args(["--log-level", "info", "--graceful-timeout", "10"])
         .arg("--multiproc-dir")
-        .arg(tmp.join(format!("{name}-metrics")))
+        .arg(dir)
         .args(flags)
         .arg("--")
         .arg(python())
@@ -314,6 +319,27 @@ fn readiness_by_notify_and_lifetime_recycling() {
 }
 
 #[test]
+fn a_master_that_says_ready_and_recycles_busy_workers_is_ready_by_auto() {
+    // What gunicorn with --max-requests 1 under load shows of itself: a master that
+    // said READY=1 and inner workers that are never caught waiting for a
+    // connection. Observation alone would never call it ready (`--ready auto`,
+    // the default); an inner worker replaced while the master lives does.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut sup = start(tmp.path(), "busy", &["-w", "1"], &["--busy-children"]);
+    wait_until("the worker ready", LIMIT, || {
+        sup.assert_running();
+        (count(&sup.log_text(), "worker ready") >= 1).then_some(())
+    });
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(LIMIT).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        sup.log_text()
+    );
+}
+
+#[test]
 fn a_unix_socket_is_passed_too() {
     use std::io::{Read, Write};
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -464,4 +490,74 @@ fn a_missing_command_is_a_clear_error() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-worker-lifetime"));
+}
+
+/// Names and inodes of the files in `dir`.
+fn files_of(dir: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .expect("list the directory")
+        .flatten()
+        .map(|e| {
+            let ino = e.metadata().expect("stat").ino();
+            (e.file_name().to_string_lossy().into_owned(), ino)
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_run_on_the_same_directory_is_refused_and_touches_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let dir = t.join("shared-metrics");
+    let flags = ["-w", "1", "--metrics-bind", "127.0.0.1:0"];
+    let mut first = start_on(t, "first", &dir, &flags, &[]);
+    let addr = first.wait_addr("listening addr=", LIMIT);
+    let metrics = first.wait_addr("metrics listening addr=", LIMIT);
+    wait_until("the worker ready", LIMIT, || {
+        first.assert_running();
+        (count(&first.log_text(), "worker ready") >= 1).then_some(())
+    });
+    assert_eq!(http_get(addr, "/").status, 200);
+    let before = files_of(&dir);
+    assert!(
+        before.keys().any(|n| n.ends_with(".db")),
+        "the first supervisor writes its own metrics there: {before:?}"
+    );
+
+    // An overlapping deployment (another port) and a typo (the same port): both
+    // exit 2 and name why, and the first one's files are the ones still there.
+    let refused = |name: &str, bind: &str| {
+        let mut flags = vec!["-w", "1", "-b", bind];
+        flags.extend(["--metrics-bind", "127.0.0.1:0"]);
+        let mut p = start_on(t, name, &dir, &flags, &[]);
+        let status = p
+            .wait_exit(LIMIT)
+            .unwrap_or_else(|| panic!("{name} was not refused:\n{}", p.log_text()));
+        assert_eq!(status.code(), Some(2), "{name}:\n{}", p.log_text());
+        p.log_text()
+    };
+    let log = refused("other-port", "127.0.0.1:0");
+    assert!(
+        log.contains("is in use by another muster server")
+            && log.contains(&format!("pid {}", first.pid())),
+        "the message names the holder: {log}"
+    );
+    let log = refused("same-port", &addr.to_string());
+    assert!(log.contains("cannot listen"), "{log}");
+    let after = files_of(&dir);
+    for (name, ino) in before.iter().filter(|(n, _)| n.ends_with(".db")) {
+        assert_eq!(after.get(name), Some(ino), "{name} was removed or replaced");
+    }
+
+    // The first one still serves its application and its metrics.
+    first.assert_running();
+    assert_eq!(http_get(addr, "/").status, 200);
+    let text = http_get(metrics, "/metrics").text();
+    assert!(
+        text.contains("muster_worker_resident_memory_bytes"),
+        "{text}"
+    );
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait_exit(LIMIT).and_then(|s| s.code()), Some(0));
 }

@@ -57,9 +57,11 @@ const EXIT_NOT_EXECUTED: i32 = 127;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReadyRule {
     /// Observed waiting for connections on a listening socket (or holding one it
-    /// accepted); `READY=1` counts only when that cannot be observed (no right to read the worker's `/proc`).
-    /// Right for gunicorn, whose master says `READY=1` before its worker has
-    /// loaded the application.
+    /// accepted); `READY=1` counts only when that cannot be observed (no right to read the worker's `/proc`),
+    /// or once a process of the worker's group exited after it (a program that
+    /// recycles its own workers, as gunicorn with `--max-requests`, does so only
+    /// once one served). Right for gunicorn, whose master says `READY=1` before
+    /// its worker has loaded the application.
     Auto,
     /// `READY=1` on `NOTIFY_SOCKET` (programs that notify once they serve).
     Notify,
@@ -117,6 +119,22 @@ struct Tended {
     /// It sent `WATCHDOG=1` at least once: from then on only `WATCHDOG=1` keeps it
     /// alive.
     watchdog: bool,
+    /// The other processes of its group at the last look.
+    others: Vec<i32>,
+}
+
+impl Tended {
+    /// Notes the processes of the worker's group now (`members`, the worker
+    /// `leader` among them); whether one seen before is gone while the worker
+    /// lives: a program that recycles its own workers (gunicorn's
+    /// `--max-requests`) let one go, which it does once that one has served.
+    fn inner_worker_left(&mut self, leader: i32, members: &[i32]) -> bool {
+        let left = self.others.iter().any(|pid| !members.contains(pid));
+        self.others.clear();
+        self.others
+            .extend(members.iter().copied().filter(|&pid| pid != leader));
+        left
+    }
 }
 
 /// The spawn strategy of `muster run`: every application worker execs the command.
@@ -395,7 +413,12 @@ impl WorkerProgram for RunCommand {
                 ReadyRule::Auto => match accepting::observe(members(w.pid), &sockets) {
                     Observation::Accepting => true,
                     Observation::Unobservable => t.said_ready,
-                    Observation::NotYet => false,
+                    // Never idle (gunicorn `--max-requests 1` under load): its
+                    // master said READY=1 and has since replaced a worker.
+                    Observation::NotYet => {
+                        let left = t.inner_worker_left(w.pid.as_raw(), members(w.pid));
+                        t.said_ready && left
+                    }
                 },
             };
             if ready {
