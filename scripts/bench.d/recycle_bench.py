@@ -7,12 +7,14 @@ muster worker; muster compacts the dead workers' files and serves /metrics).
 
     python recycle_bench.py --out RESULTS/recycle.json [--workers 2] \
         [--max-requests 1] [--checkpoints 10,100,1000] [--scrapes 5] [--preload] \
-        [--muster target/release/muster]
+        [--muster target/release/muster] [--only gunicorn|muster]
 
 Bounded load on 127.0.0.1 (one request at a time, at most 50 per recycle asked for)
-until the number of recycled workers reaches each checkpoint; there, the number of
-files in the multiprocess directory and the time of `GET /metrics` (served by the
-gunicorn master, MultiProcessCollector over the directory; median of --scrapes).
+until the number of recycled workers reaches each checkpoint; there, once the
+directory has settled (the replacement workers booted, no file added or removed for
+3 s), the number of files in the multiprocess directory, the samples served and the
+time of `GET /metrics` (served by the gunicorn master, MultiProcessCollector over
+the directory; median of --scrapes).
 Recycles are counted from gunicorn's "Booting worker" log lines. With --preload the
 app is imported once by the master and workers only fork, so 1,000 recycles take
 seconds instead of minutes; the files left behind are the same. Requests/s is the
@@ -75,7 +77,10 @@ def boots(log_path):
         return sum(1 for line in f if "Booting worker with pid" in line)
 
 
-def scrape_ms(port, n):
+def scrape(port, n):
+    """Median time of `n` scrapes of /metrics (ms), after one not timed, and the
+    samples of the last."""
+    get(port, "/metrics")
     times = []
     for _ in range(n):
         start = time.perf_counter()
@@ -83,7 +88,26 @@ def scrape_ms(port, n):
         times.append((time.perf_counter() - start) * 1000)
         if status != 200 or b"flask_http_request_total" not in body:
             raise SystemExit("bad /metrics answer: %s %r" % (status, body[:200]))
-    return statistics.median(times)
+    samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    return statistics.median(times), samples
+
+
+def db_files(mpdir):
+    return sum(1 for n in os.listdir(mpdir) if n.endswith(".db"))
+
+
+def settle(mpdir, log_path, expected_boots):
+    """Waits (at most 30 s) until the replacement workers have booted and the
+    directory's file count held still for 3 s: no worker boot, recycle or
+    compaction (every 2 s under muster) in flight while scrapes are timed."""
+    wait_until("the last replacement workers", 30, lambda: boots(log_path) >= expected_boots)
+    deadline = time.monotonic() + 30
+    last, since = db_files(mpdir), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 3:
+        time.sleep(0.1)
+        now = db_files(mpdir)
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def load_until(args, log_path, app_port, checkpoint):
@@ -118,15 +142,18 @@ def measure(name, args, mpdir, log_path, app_port, metrics_port):
     points = []
     for checkpoint in args.checkpoints:
         rate = load_until(args, log_path, app_port, checkpoint)
-        files = sum(1 for n in os.listdir(mpdir) if n.endswith(".db"))
+        settle(mpdir, log_path, boots(log_path))
+        ms, samples = scrape(metrics_port, args.scrapes)
         point = {
             "recycles": boots(log_path) - args.workers,
-            "files": files,
-            "scrape_ms": round(scrape_ms(metrics_port, args.scrapes), 2),
+            "files": db_files(mpdir),
+            "samples": samples,
+            "scrape_ms": round(ms, 2),
             "requests_per_s": round(rate, 1),
         }
-        print("  %8s: %%(recycles)5d recycles, %%(files)5d files, scrape %%(scrape_ms)8.2f ms, "
-              "%%(requests_per_s)6.1f req/s" % name % point, file=sys.stderr, flush=True)
+        print("  %8s: %%(recycles)5d recycles, %%(files)5d files, %%(samples)5d samples, "
+              "scrape %%(scrape_ms)8.2f ms, %%(requests_per_s)6.1f req/s" % name % point,
+              file=sys.stderr, flush=True)
         points.append(point)
     return points
 
@@ -198,8 +225,10 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-requests", type=int, default=1)
     p.add_argument("--checkpoints", default="10,100,1000")
-    p.add_argument("--scrapes", type=int, default=5)
+    p.add_argument("--scrapes", type=int, default=31)
     p.add_argument("--preload", action="store_true")
+    p.add_argument("--only", choices=["gunicorn", "muster"],
+                   help="run one side only (for investigation; ratios need both)")
     p.add_argument("--muster", default=os.path.join(ROOT, "target", "release", "muster"),
                    help="the muster binary (default: target/release/muster)")
     args = p.parse_args()
@@ -210,9 +239,10 @@ def main():
             "workers": args.workers,
             "max_requests": args.max_requests,
             "preload": args.preload,
-            "gunicorn": run_gunicorn(args, workdir),
-            "muster": run_muster(args, workdir),
         }
+        for side, run in (("gunicorn", run_gunicorn), ("muster", run_muster)):
+            if args.only in (None, side):
+                result[side] = run(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     with open(args.out, "w") as f:
