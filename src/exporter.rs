@@ -369,12 +369,12 @@ pub fn run(args: &ExporterArgs) -> Result<(), ExporterError> {
         }),
         web,
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(4)
-        .enable_all()
-        .build()
-        .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
+    let rt = muster_server::runtime::build_runtime(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4),
+    )
+    .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
     rt.block_on(serve(listener, shared))
 }
 

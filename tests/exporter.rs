@@ -548,3 +548,67 @@ fn exporter_reads_more_files_than_its_soft_descriptor_limit() {
         Some(FILES as f64)
     );
 }
+
+#[test]
+fn too_few_descriptors_is_a_clear_error_never_a_panic() {
+    // `ulimit -n` (soft and hard) from 4 to 16: the exporter either serves the
+    // directory, or stops with an error exit code that names the cause.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).expect("mkdir");
+    common::rust_write(&dir, "w0", 0);
+    assert!(
+        std::fs::read_dir(&dir).expect("list").count() > 0,
+        "files written"
+    );
+    let (mut served, mut refused) = (0, 0);
+    for n in 4..=16u64 {
+        let mut cmd = muster();
+        cmd.env("MUSTER_LOG", "info")
+            .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+            .arg(&dir);
+        common::limit_descriptors(&mut cmd, n);
+        let name = format!("exporter-nofile-{n}");
+        let mut p = Proc::start(&name, &mut cmd, &tmp.path().join(format!("{name}.log")));
+        let exited = common::wait_until("it serves or stops", START, || {
+            if let Some(status) = p.try_exit() {
+                return Some(Some(status));
+            }
+            common::find_addr(&p.log_text(), "listening addr=").map(|_| None)
+        });
+        let log = p.log_text();
+        assert!(!log.contains("panicked"), "ulimit -n {n}:\n{log}");
+        match exited {
+            Some(status) => {
+                refused += 1;
+                assert!(
+                    status.code().is_some_and(|c| c != 0),
+                    "ulimit -n {n}: {status:?}\n{log}"
+                );
+                assert!(log.contains("Too many open files"), "ulimit -n {n}:\n{log}");
+            }
+            None => {
+                served += 1;
+                // A scrape either works or is answered with an error; the
+                // exporter lives on.
+                let addr = common::find_addr(&log, "listening addr=").expect("address");
+                if let Ok(answer) = common::http(addr, "GET", "/metrics", &[], b"") {
+                    assert!(
+                        [200, 500, 503].contains(&answer.status),
+                        "ulimit -n {n}: {}",
+                        answer.status
+                    );
+                }
+                p.assert_running();
+                p.signal(libc::SIGTERM);
+                let status = p.wait_exit(START).expect("stops on TERM");
+                assert!(!p.log_text().contains("panicked"), "ulimit -n {n}");
+                assert_eq!(status.code(), Some(0), "ulimit -n {n}:\n{}", p.log_text());
+            }
+        }
+    }
+    assert!(
+        served > 0 && refused > 0,
+        "{served} served, {refused} refused"
+    );
+}

@@ -561,3 +561,58 @@ fn a_second_run_on_the_same_directory_is_refused_and_touches_nothing() {
     first.signal(libc::SIGTERM);
     assert_eq!(first.wait_exit(LIMIT).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn too_few_descriptors_is_a_clear_error_never_a_panic() {
+    // `ulimit -n` from 8 to 20: the supervisor and its workers either run, or stop
+    // with an error exit code and say which descriptor they could not get. (tokio's
+    // signal driver panics when it cannot make its socket pair; the workers check
+    // for room first.)
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let (mut ran, mut refused) = (0, 0);
+    for n in 8..=20u64 {
+        let name = format!("nofile-{n}");
+        let mut cmd = muster();
+        cmd.args(["run", "-w", "2", "-b", "127.0.0.1:0"])
+            .args(["--metrics-bind", "127.0.0.1:0", "--log-level", "info"])
+            .arg("--multiproc-dir")
+            .arg(t.join(&name))
+            .arg("--")
+            .arg(python())
+            .arg(small_server());
+        common::limit_descriptors(&mut cmd, n);
+        let mut sup = Proc::start(&name, &mut cmd, &t.join(format!("{name}.log")));
+        let exited = wait_until("it runs or stops", LIMIT, || {
+            if let Some(status) = sup.try_exit() {
+                return Some(Some(status));
+            }
+            // Two application workers and the metrics process.
+            (count(&sup.log_text(), "worker ready") >= 3).then_some(None)
+        });
+        let status = match exited {
+            Some(status) => status,
+            None => {
+                ran += 1;
+                sup.signal(libc::SIGTERM);
+                sup.wait_exit(LIMIT).expect("stops on TERM")
+            }
+        };
+        let log = sup.log_text();
+        assert!(!log.contains("panicked"), "ulimit -n {n}:\n{log}");
+        if exited.is_some() {
+            refused += 1;
+            assert!(
+                status.code().is_some_and(|c| c != 0),
+                "ulimit -n {n}: {status:?}\n{log}"
+            );
+            assert!(
+                log.contains("Too many open files"),
+                "ulimit -n {n}: the error names the cause:\n{log}"
+            );
+        } else {
+            assert_eq!(status.code(), Some(0), "ulimit -n {n}:\n{log}");
+        }
+    }
+    assert!(ran > 0 && refused > 0, "{ran} ran, {refused} refused");
+}

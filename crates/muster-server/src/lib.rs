@@ -47,6 +47,7 @@ mod mpdir;
 mod notify;
 mod privileges;
 mod procmetrics;
+pub mod runtime;
 mod scoreboard;
 mod scrape;
 pub mod server;

@@ -105,7 +105,7 @@ pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
-    let rt = match builder.enable_all().max_blocking_threads(4).build() {
+    let rt = match crate::runtime::build_runtime(builder.max_blocking_threads(4)) {
         Ok(rt) => rt,
         Err(e) => {
             error!(worker = %p.id, error = %e, "cannot build the tokio runtime");
