@@ -282,13 +282,7 @@ fn killed_workers_are_replaced_and_ttin_ttou_hup_resize_and_replace() {
         "no request failed:\n{}",
         sup.log_text()
     );
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]
@@ -309,13 +303,7 @@ fn readiness_by_notify_and_lifetime_recycling() {
     let log = sup.log_text();
     assert!(count(&log, "max worker lifetime reached") >= 2, "{log}");
     assert_eq!(http_get(addr, "/").status, 200);
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]
@@ -330,13 +318,7 @@ fn a_master_that_says_ready_and_recycles_busy_workers_is_ready_by_auto() {
         sup.assert_running();
         (count(&sup.log_text(), "worker ready") >= 1).then_some(())
     });
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]
@@ -361,13 +343,7 @@ fn a_unix_socket_is_passed_too() {
     assert_eq!(env["fd3_listening"], true, "{env}");
     assert_eq!(env["LISTEN_FDS"], "1", "{env}");
     assert_eq!(env["MUSTER_WORKER_ID"], "0", "{env}");
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]
@@ -388,13 +364,7 @@ fn a_worker_whose_watchdog_pings_stop_is_replaced() {
             && count(&log, "worker spawned") >= 2)
             .then_some(())
     });
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]
@@ -426,13 +396,7 @@ fn a_reload_whose_workers_keep_dying_is_rolled_back() {
         assert_eq!(http_get(addr, "/").status, 200);
     }
     sup.assert_running();
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]

@@ -332,13 +332,7 @@ fn run_stack(stack: &Stack) {
         Some(0.0)
     );
 
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_exit(LIMIT).and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sup.log_text()
-    );
+    sup.stop_cleanly(LIMIT);
 }
 
 #[test]

@@ -402,6 +402,19 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends SIGTERM and asserts a clean exit (code 0) within `limit`.
+    pub fn stop_cleanly(&mut self, limit: Duration) {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(limit).and_then(|s| s.code());
+        assert_eq!(
+            code,
+            Some(0),
+            "{} after SIGTERM:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
     /// Its exit status if it has exited (it is left running otherwise).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
