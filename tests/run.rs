@@ -580,3 +580,58 @@ fn too_few_descriptors_is_a_clear_error_never_a_panic() {
     }
     assert!(ran > 0 && refused > 0, "{ran} ran, {refused} refused");
 }
+
+#[test]
+fn a_worker_that_never_serves_its_socket_is_reported_with_its_own_address() {
+    // The likeliest mistake with muster run: a command that opens a port of its
+    // own (`uvicorn app:app` without `--fd 3`). Clients of muster's socket would
+    // wait forever; after --timeout the log says why, and where it listens.
+    const OWN_PORT: &str = "import socket, sys, time\n\
+        s = socket.socket()\n\
+        s.bind(('127.0.0.1', 0))\n\
+        s.listen()\n\
+        print('own port', s.getsockname()[1], file=sys.stderr, flush=True)\n\
+        time.sleep(60)\n";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let run = |name: &str, command: &[&str]| {
+        let mut cmd = muster();
+        cmd.args(["run", "-w", "1", "-b", "127.0.0.1:0", "--timeout", "2"])
+            .args(["--log-level", "info", "--multiproc-dir"])
+            .arg(t.join(name))
+            .arg("--")
+            .args(command);
+        Proc::start(name, &mut cmd, &t.join(format!("{name}.log")))
+    };
+    let python = python();
+    let python = python.to_str().expect("UTF-8 path");
+    let mut own = run("own-port", &[python, "-c", OWN_PORT]);
+    let port = wait_until("the worker's own port", LIMIT, || {
+        own.assert_running();
+        let log = own.log_text();
+        let rest = log.split("own port ").nth(1)?;
+        rest.split_whitespace().next().map(str::to_owned)
+    });
+    let log = wait_until("the not-ready warning", LIMIT, || {
+        own.assert_running();
+        let log = own.log_text();
+        log.contains("worker not ready").then_some(log)
+    });
+    assert!(
+        log.contains("listens on an address of its own")
+            && log.contains(&format!("listens_on=127.0.0.1:{port}"))
+            && log.contains("uvicorn --fd 3"),
+        "{log}"
+    );
+    own.stop_cleanly(LIMIT);
+
+    // A command that listens nowhere is reported too, without an address.
+    let mut silent = run("silent", &["sleep", "60"]);
+    let log = wait_until("the not-ready warning", LIMIT, || {
+        silent.assert_running();
+        let log = silent.log_text();
+        log.contains("worker not ready yet").then_some(log)
+    });
+    assert!(!log.contains("listens_on"), "{log}");
+    silent.stop_cleanly(LIMIT);
+}

@@ -129,35 +129,97 @@ pub(crate) fn observe(members: &[i32], sockets: &Sockets) -> Observation {
     seen
 }
 
+/// The sockets `pid` holds: descriptor and inode of each.
+fn socket_fds(pid: i32) -> Vec<(i32, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            let ino = target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()?;
+            Some((fd, ino))
+        })
+        .collect()
+}
+
 /// The descriptors of `pid` that are listening sockets, with their inodes; `None`
 /// when it holds an accepted connection.
 fn listening_fds(pid: i32, sockets: &Sockets) -> Option<HashMap<i32, u64>> {
     let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Some(out);
-    };
-    for entry in dir.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let ino = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:["))
-            .and_then(|t| t.strip_suffix(']'))
-            .and_then(|t| t.parse::<u64>().ok());
-        if let Some(ino) = ino {
-            if sockets.accepted.contains(&ino) {
-                return None;
-            }
-            if sockets.listening.contains(&ino) {
-                out.insert(fd, ino);
-            }
+    for (fd, ino) in socket_fds(pid) {
+        if sockets.accepted.contains(&ino) {
+            return None;
+        }
+        if sockets.listening.contains(&ino) {
+            out.insert(fd, ino);
         }
     }
     Some(out)
+}
+
+/// The TCP addresses processes of a worker's group (`members`) listen on other
+/// than the application's sockets: a command that opened a port of its own
+/// instead of serving the socket it was given.
+pub(crate) fn own_listening_addresses(members: &[i32], sockets: &Sockets) -> Vec<String> {
+    let inodes: HashSet<u64> = members
+        .iter()
+        .flat_map(|&pid| socket_fds(pid))
+        .map(|(_, ino)| ino)
+        .filter(|ino| !sockets.listening.contains(ino))
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            listening_tcp(&std::fs::read_to_string(table).unwrap_or_default(), &inodes)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The addresses of the listening sockets of a `/proc/net/tcp` table (or `tcp6`)
+/// whose inode is in `inodes`.
+fn listening_tcp(table: &str, inodes: &HashSet<u64>) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let inode: u64 = f.get(9)?.parse().ok()?;
+            if *f.get(3)? != "0A" || !inodes.contains(&inode) {
+                return None;
+            }
+            let (ip, port) = f.get(1)?.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(std::net::SocketAddr::new(table_ip(ip)?, port).to_string())
+        })
+        .collect()
+}
+
+/// An address as `/proc/net/tcp` prints it: the network-order bytes in 32-bit
+/// words of host byte order, in hex.
+fn table_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..hex.len()).step_by(8) {
+        let word = u32::from_str_radix(hex.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
 }
 
 fn observe_process(pid: i32, sockets: &Sockets) -> Observation {
@@ -374,6 +436,19 @@ mod tests {
         let sockets = Sockets::of(std::slice::from_ref(&listener));
         assert_eq!(sockets.accepted.len(), 1, "{sockets:?}");
         assert_eq!(observe_process(me, &sockets), Observation::Accepting);
+    }
+
+    #[test]
+    fn reads_listening_addresses_of_proc_net_tables() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1
+   1: 0100007F:1F41 00000000:0000 01 00000000:00000000 00:00000000 00000000     0        0 4243 1";
+        let v6 = "  sl  local_address rem_address st tx_queue rx_queue tr tm->when retrnsmt uid timeout inode
+   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 77 1";
+        let inodes: HashSet<u64> = [4242, 4243, 77].into();
+        assert_eq!(listening_tcp(v4, &inodes), ["127.0.0.1:8000"]);
+        assert_eq!(listening_tcp(v6, &inodes), ["[::1]:80"]);
+        assert!(listening_tcp(v4, &[1].into()).is_empty());
     }
 
     #[test]

@@ -121,6 +121,10 @@ struct Tended {
     watchdog: bool,
     /// The other processes of its group at the last look.
     others: Vec<i32>,
+    /// When it was first seen not ready.
+    booting_since: Option<Instant>,
+    /// Whether it was reported as slow to become ready.
+    said_slow: bool,
 }
 
 impl Tended {
@@ -423,6 +427,13 @@ impl WorkerProgram for RunCommand {
             };
             if ready {
                 w.board.set_state(SlotState::Ready);
+            } else {
+                let since = *t.booting_since.get_or_insert_with(Instant::now);
+                if !t.said_slow && since.elapsed() >= self.timeout {
+                    t.said_slow = true;
+                    let own = accepting::own_listening_addresses(members(w.pid), &sockets);
+                    report_not_ready(w, self.ready, self.timeout, &own);
+                }
             }
         }
         if metrics_due {
@@ -449,6 +460,33 @@ impl WorkerProgram for RunCommand {
         if let Ok(raw) = u32::try_from(pid.as_raw()) {
             self.reaped.push(raw);
         }
+    }
+}
+
+/// Says in the log why worker `w` is not ready after `timeout`: most often a
+/// command that listens on an address of its own (`own`) instead of the socket it
+/// was given.
+fn report_not_ready(w: &WorkerView<'_>, rule: ReadyRule, timeout: Duration, own: &[String]) {
+    if own.is_empty() {
+        warn!(
+            worker = %format!("w{}", w.slot),
+            pid = w.pid.as_raw(),
+            after = ?timeout,
+            ready = ?rule,
+            "worker not ready yet: not seen waiting for connections on the sockets it was \
+             given (descriptor 3 and on, LISTEN_FDS){}",
+            if rule == ReadyRule::Notify { ", and no READY=1" } else { "" }
+        );
+    } else {
+        warn!(
+            worker = %format!("w{}", w.slot),
+            pid = w.pid.as_raw(),
+            after = ?timeout,
+            listens_on = %own.join(", "),
+            "worker not ready: it listens on an address of its own, not on the socket \
+             muster gave it; serve descriptor 3 instead (`uvicorn --fd 3`, `gunicorn \
+             --bind fd://3`, or systemd socket activation via LISTEN_FDS)"
+        );
     }
 }
 
