@@ -596,7 +596,7 @@ fn a_worker_that_never_serves_its_socket_is_reported_with_its_own_address() {
     let t = tmp.path();
     let run = |name: &str, command: &[&str]| {
         let mut cmd = muster();
-        cmd.args(["run", "-w", "1", "-b", "127.0.0.1:0", "--timeout", "2"])
+        cmd.args(["run", "-w", "1", "-b", "127.0.0.1:0", "--timeout", "4"])
             .args(["--log-level", "info", "--multiproc-dir"])
             .arg(t.join(name))
             .arg("--")
