@@ -87,8 +87,9 @@ pub struct RunArgs {
     /// The server's flags.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// When a worker is ready: auto (observed accepting on a listening socket),
-    /// notify (READY=1 on NOTIFY_SOCKET), accept
+    /// When a worker is ready: auto (observed accepting on a listening socket, or
+    /// READY=1 and then an inner worker recycled), notify (READY=1 on
+    /// NOTIFY_SOCKET), accept
     #[arg(long, value_enum, default_value_t = ReadyRule::Auto)]
     pub ready: ReadyRule,
     /// Pass LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES: auto (always, except gunicorn with
