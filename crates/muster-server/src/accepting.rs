@@ -85,19 +85,35 @@ impl Sockets {
     }
 }
 
+/// One socket of a `/proc/net/tcp` (or `tcp6`) table.
+struct TcpRow<'t> {
+    /// The local address as the table prints it (see [`table_ip`]).
+    ip: &'t str,
+    port: u16,
+    listening: bool,
+    inode: u64,
+}
+
+/// The sockets of a `/proc/net/tcp` (or `tcp6`) table.
+fn tcp_rows(table: &str) -> impl Iterator<Item = TcpRow<'_>> {
+    table.lines().skip(1).filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (ip, port) = f.get(1)?.split_once(':')?;
+        Some(TcpRow {
+            ip,
+            port: u16::from_str_radix(port, 16).ok()?,
+            listening: *f.get(3)? == "0A",
+            inode: f.get(9)?.parse().ok()?,
+        })
+    })
+}
+
 /// Inodes of TCP sockets (a `/proc/net/tcp` table) on one of `ports` that are not
 /// listening: connections accepted on a listener of that port.
 fn accepted_tcp(table: &str, ports: &HashSet<u16>) -> Vec<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-            let listening = *f.get(3)? == "0A";
-            let inode: u64 = f.get(9)?.parse().ok()?;
-            (ports.contains(&port) && !listening && inode != 0).then_some(inode)
-        })
+    tcp_rows(table)
+        .filter(|r| ports.contains(&r.port) && !r.listening && r.inode != 0)
+        .map(|r| r.inode)
         .collect()
 }
 
@@ -191,19 +207,9 @@ pub(crate) fn own_listening_addresses(members: &[i32], sockets: &Sockets) -> Vec
 /// The addresses of the listening sockets of a `/proc/net/tcp` table (or `tcp6`)
 /// whose inode is in `inodes`.
 fn listening_tcp(table: &str, inodes: &HashSet<u64>) -> Vec<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let inode: u64 = f.get(9)?.parse().ok()?;
-            if *f.get(3)? != "0A" || !inodes.contains(&inode) {
-                return None;
-            }
-            let (ip, port) = f.get(1)?.split_once(':')?;
-            let port = u16::from_str_radix(port, 16).ok()?;
-            Some(std::net::SocketAddr::new(table_ip(ip)?, port).to_string())
-        })
+    tcp_rows(table)
+        .filter(|r| r.listening && inodes.contains(&r.inode))
+        .filter_map(|r| Some(std::net::SocketAddr::new(table_ip(r.ip)?, r.port).to_string()))
         .collect()
 }
 
