@@ -225,9 +225,13 @@ def scenario_hammer(i, n, seconds):
         if created < 3000:
             series.labels(str(created), pad).inc()
             created += 1
-    print(json.dumps({"pid": os.getpid(), "py_hammer_total": count,
-                      "py_hammer_seconds_count": count, "py_hammer_seconds_sum": total,
-                      "py_hammer_series": created}), flush=True)
+    line = json.dumps({"pid": os.getpid(), "py_hammer_total": count,
+                       "py_hammer_seconds_count": count, "py_hammer_seconds_sum": total,
+                       "py_hammer_series": created}) + "\n"
+    # One write(2) of less than PIPE_BUF bytes: the processes share the pipe,
+    # and print() may write the line and its newline separately, interleaving
+    # them with another process's line.
+    os.write(1, line.encode())
 
 
 def scenario_names(i, n):
