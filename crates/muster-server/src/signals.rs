@@ -163,3 +163,31 @@ impl ChildSignals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting, not flagging: each signal the handler takes between two turns of
+    /// the loop is one action, up to the queue limit. (`raise` runs the handler
+    /// before it returns, so none of these merge in the kernel.)
+    #[test]
+    fn each_signal_between_two_turns_is_counted_up_to_the_limit() {
+        let mut state = SignalState::install().expect("install the handlers");
+        state.wait(Duration::ZERO);
+        let count = |got: &[Signal], sig: Signal| got.iter().filter(|&&s| s == sig).count();
+        for _ in 0..3 {
+            nix::sys::signal::raise(Signal::SIGTTIN).expect("raise");
+        }
+        for _ in 0..MAX_QUEUED + 2 {
+            nix::sys::signal::raise(Signal::SIGTTOU).expect("raise");
+        }
+        let got = state.wait(Duration::ZERO);
+        assert_eq!(count(&got, Signal::SIGTTIN), 3, "{got:?}");
+        assert_eq!(count(&got, Signal::SIGTTOU), MAX_QUEUED as usize, "{got:?}");
+        assert!(
+            state.wait(Duration::ZERO).is_empty(),
+            "counts are taken once"
+        );
+    }
+}
