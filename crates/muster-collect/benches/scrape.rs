@@ -118,34 +118,26 @@ fn scrape(c: &mut Criterion<Clock>) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("scrape_warm");
-    g.sample_size(20);
-    for (label, dir) in &dirs {
-        let mut collector = Collector::new(dir);
-        collector.collect().unwrap();
-        g.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| {
-                let set = collector.collect().unwrap();
-                black_box(encode(&set, Format::Text))
-            })
-        });
+    // A warm scrape in text 0.0.4 and in protobuf, each with its own collector.
+    for (group, media) in [
+        ("scrape_warm", MediaType::Text004),
+        ("scrape_warm_protobuf", MediaType::Protobuf),
+    ] {
+        let exposition = Exposition::new(media, Escaping::Underscores);
+        let mut g = c.benchmark_group(group);
+        g.sample_size(20);
+        for (label, dir) in &dirs {
+            let mut collector = Collector::new(dir);
+            collector.collect().unwrap();
+            g.bench_function(BenchmarkId::from_parameter(label), |b| {
+                b.iter(|| {
+                    let set = collector.collect().unwrap();
+                    black_box(exposition.encode(&set))
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    let protobuf = Exposition::new(MediaType::Protobuf, Escaping::Underscores);
-    let mut g = c.benchmark_group("scrape_warm_protobuf");
-    g.sample_size(20);
-    for (label, dir) in &dirs {
-        let mut collector = Collector::new(dir);
-        collector.collect().unwrap();
-        g.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| {
-                let set = collector.collect().unwrap();
-                black_box(protobuf.encode(&set))
-            })
-        });
-    }
-    g.finish();
 
     let mut g = c.benchmark_group("collect_cold");
     g.sample_size(10);
@@ -167,25 +159,21 @@ fn scrape(c: &mut Criterion<Clock>) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("encode");
-    g.sample_size(20);
-    for (label, dir) in &dirs {
-        let set = Collector::new(dir).collect().unwrap();
-        g.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| black_box(encode(&set, Format::Text)))
-        });
+    for (group, media) in [
+        ("encode", MediaType::Text004),
+        ("encode_protobuf", MediaType::Protobuf),
+    ] {
+        let exposition = Exposition::new(media, Escaping::Underscores);
+        let mut g = c.benchmark_group(group);
+        g.sample_size(20);
+        for (label, dir) in &dirs {
+            let set = Collector::new(dir).collect().unwrap();
+            g.bench_function(BenchmarkId::from_parameter(label), |b| {
+                b.iter(|| black_box(exposition.encode(&set)))
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    let mut g = c.benchmark_group("encode_protobuf");
-    g.sample_size(20);
-    for (label, dir) in &dirs {
-        let set = Collector::new(dir).collect().unwrap();
-        g.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| black_box(protobuf.encode(&set)))
-        });
-    }
-    g.finish();
 }
 
 criterion_group! {
