@@ -59,6 +59,14 @@ fn env_of_some_worker(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_slice(&answer.body).expect("JSON from /env")
 }
 
+/// Waits until `sup` logged `n` workers ready (panicking with its log if it exits).
+fn wait_ready(sup: &mut Proc, n: usize) {
+    wait_until(&format!("{n} workers ready"), LIMIT, || {
+        sup.assert_running();
+        (count(&sup.log_text(), "worker ready") >= n).then_some(())
+    });
+}
+
 /// How often `what` occurs in the log.
 fn count(log: &str, what: &str) -> usize {
     // Occurrences, not lines: two processes writing at once can share a line.
@@ -76,10 +84,7 @@ fn workers_get_the_sockets_and_environment_and_term_drains() {
     );
     let addr = sup.wait_addr("listening addr=", LIMIT);
     let metrics = sup.wait_addr("metrics listening addr=", LIMIT);
-    wait_until("2 workers ready", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 2).then_some(())
-    });
+    wait_ready(&mut sup, 2);
     let dir = tmp.path().join("env-metrics");
     // Both workers answer, each with its own slot; connections are spread by the
     // kernel, so ask until both were seen.
@@ -164,10 +169,7 @@ fn killed_workers_are_replaced_and_ttin_ttou_hup_resize_and_replace() {
     let mut sup = start(tmp.path(), "signals", &["-w", "2"], &[]);
     let addr = sup.wait_addr("listening addr=", LIMIT);
     let sup_pid = sup.pid();
-    wait_until("2 workers ready", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 2).then_some(())
-    });
+    wait_ready(&mut sup, 2);
     let first = workers_of(sup_pid);
     assert_eq!(first.len(), 2, "{first:?}");
 
@@ -296,10 +298,7 @@ fn readiness_by_notify_and_lifetime_recycling() {
     );
     let addr = sup.wait_addr("listening addr=", LIMIT);
     // Ready by READY=1, and recycled every 2 s: three workers in a row become ready.
-    wait_until("three workers ready in a row", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 3).then_some(())
-    });
+    wait_ready(&mut sup, 3);
     let log = sup.log_text();
     assert!(count(&log, "max worker lifetime reached") >= 2, "{log}");
     assert_eq!(http_get(addr, "/").status, 200);
@@ -314,10 +313,7 @@ fn a_master_that_says_ready_and_recycles_busy_workers_is_ready_by_auto() {
     // the default); an inner worker replaced while the master lives does.
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut sup = start(tmp.path(), "busy", &["-w", "1"], &["--busy-children"]);
-    wait_until("the worker ready", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 1).then_some(())
-    });
+    wait_ready(&mut sup, 1);
     sup.stop_cleanly(LIMIT);
 }
 
@@ -328,10 +324,7 @@ fn a_unix_socket_is_passed_too() {
     let path = tmp.path().join("app.sock");
     let bind = format!("unix:{}", path.display());
     let mut sup = start(tmp.path(), "unix", &["-w", "1", "-b", &bind], &[]);
-    wait_until("the worker ready", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 1).then_some(())
-    });
+    wait_ready(&mut sup, 1);
     let mut conn = std::os::unix::net::UnixStream::connect(&path).expect("connect");
     conn.set_read_timeout(Some(LIMIT)).expect("timeout");
     conn.write_all(b"GET /env HTTP/1.0\r\n\r\n")
@@ -378,10 +371,7 @@ fn a_reload_whose_workers_keep_dying_is_rolled_back() {
         &["--fail-if", broken.to_str().expect("utf-8 path")],
     );
     let addr = sup.wait_addr("listening addr=", LIMIT);
-    wait_until("2 workers ready", LIMIT, || {
-        sup.assert_running();
-        (count(&sup.log_text(), "worker ready") >= 2).then_some(())
-    });
+    wait_ready(&mut sup, 2);
     let before = workers_of(sup.pid());
     // The deployment breaks the app, then the service is reloaded.
     std::fs::write(&broken, b"").expect("break the app");
@@ -478,10 +468,7 @@ fn a_second_run_on_the_same_directory_is_refused_and_touches_nothing() {
     let mut first = start_on(t, "first", &dir, &flags, &[]);
     let addr = first.wait_addr("listening addr=", LIMIT);
     let metrics = first.wait_addr("metrics listening addr=", LIMIT);
-    wait_until("the worker ready", LIMIT, || {
-        first.assert_running();
-        (count(&first.log_text(), "worker ready") >= 1).then_some(())
-    });
+    wait_ready(&mut first, 1);
     assert_eq!(http_get(addr, "/").status, 200);
     let before = files_of(&dir);
     assert!(
