@@ -158,6 +158,19 @@ def measure(name, args, mpdir, log_path, app_port, metrics_port):
     return points
 
 
+def start_and_measure(name, args, cmd, env, mpdir, log_path, app_port, metrics_port):
+    """Starts `cmd` (its own session, output to `log_path`), waits until it serves
+    the app and /metrics, measures every checkpoint and stops it."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_until(name, 120, lambda: get(app_port, "/")[0] == 200)
+        wait_until(name + "'s /metrics", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
+        return measure(name, args, mpdir, log_path, app_port, metrics_port)
+    finally:
+        stop(proc)
+
+
 def gunicorn_args(args):
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "gunicorn"),
@@ -187,14 +200,7 @@ def run_muster(args, workdir):
         "--multiproc-dir", mpdir,
         "--",
     ] + gunicorn_args(args) + ["--bind", "fd://3", "-w", "1", "flask_exporter_app:app"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        wait_until("muster run", 120, lambda: get(app_port, "/")[0] == 200)
-        wait_until("muster's metrics", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
-        return measure("muster", args, mpdir, log_path, app_port, metrics_port)
-    finally:
-        stop(proc)
+    return start_and_measure("muster", args, cmd, env, mpdir, log_path, app_port, metrics_port)
 
 
 def run_gunicorn(args, workdir):
@@ -209,14 +215,7 @@ def run_gunicorn(args, workdir):
         "-w", str(args.workers),
         "flask_exporter_app:app",
     ]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        wait_until("gunicorn", 60, lambda: get(app_port, "/")[0] == 200)
-        wait_until("the metrics server", 60, lambda: get(metrics_port, "/metrics")[0] == 200)
-        return measure("gunicorn", args, mpdir, log_path, app_port, metrics_port)
-    finally:
-        stop(proc)
+    return start_and_measure("gunicorn", args, cmd, env, mpdir, log_path, app_port, metrics_port)
 
 
 def main():
