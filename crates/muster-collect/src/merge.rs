@@ -37,7 +37,7 @@ use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 use crate::native::MusterFiles;
-use crate::scan::{runs, scan_file, scan_run, Job, Keys, Scanned};
+use crate::scan::{Job, Keys, Scanned, Shared};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
@@ -526,10 +526,10 @@ impl Collector {
     /// nothing, and binds and merges the new ones. Whether a file holds a
     /// family it did not hold before.
     ///
-    /// When there are megabytes of new entries (a first scrape), the files
-    /// are split into runs: this thread scans and binds the first run file
-    /// by file (each file's entries still in the cache when they are bound),
-    /// while threads of their own scan the others, which are bound after.
+    /// When there are megabytes of new entries (a first scrape), helper
+    /// threads scan files ahead while this thread binds their results in
+    /// file order, scanning a file itself whenever the next result is not
+    /// ready (see [`Shared`]).
     fn merge_files(&mut self) -> bool {
         self.gen += 1;
         let gen = self.gen;
@@ -558,57 +558,38 @@ impl Collector {
             .collect();
         let mut grew = false;
         let mut items = work.iter_mut();
-        let runs = if jobs.is_empty() {
-            Vec::new()
-        } else {
-            runs(&jobs)
-        };
+        let (shared, helpers) = Shared::new(&jobs);
         std::thread::scope(|scope| {
-            let Some((first, others)) = runs.split_first() else {
-                return;
-            };
-            let helpers: Vec<_> = others
-                .iter()
-                .map(|run| scope.spawn(move || scan_run(run)))
-                .collect();
-            let (mut keys, mut numbers, mut found) = (Keys::new(), Vec::new(), Vec::new());
-            for job in *first {
+            let shared = &shared;
+            for scanner in 1..=helpers {
+                scope.spawn(move || shared.help(scanner));
+            }
+            let mut own = Keys::new();
+            // By scanning thread: its key numbers as the state numbers them,
+            // and the keys' bytes.
+            let mut known: Vec<(Vec<u32>, Vec<&[u8]>)> = vec![Default::default(); helpers + 1];
+            for i in 0..jobs.len() {
                 let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
                     break;
                 };
-                found.clear();
-                let (end, problem) = scan_file(job, &mut keys, &mut found);
-                while numbers.len() < keys.raw.len() {
-                    numbers.push(state.intern_key(keys.raw[numbers.len()]));
+                // None: a scan thread panicked, a bug the scope passes on.
+                let Some(result) = shared.take(i, &mut own) else {
+                    break;
+                };
+                let (numbers, raw) = &mut known[result.scanner];
+                for key in result.new_keys {
+                    numbers.push(state.intern_key(key));
+                    raw.push(key);
                 }
                 let scan = ScanView {
-                    entries: &found,
-                    end,
-                    problem,
-                    numbers: &numbers,
-                    raw: &keys.raw,
+                    entries: &result.entries,
+                    end: result.end,
+                    problem: result.problem,
+                    numbers,
+                    raw,
                 };
                 grew |= state.merge_file(item, Some(scan), gen);
-            }
-            for helper in helpers {
-                // A panic in a scan thread is a bug: pass it on as it is.
-                let (keys, results) = helper
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
-                let numbers: Vec<u32> = keys.raw.iter().map(|raw| state.intern_key(raw)).collect();
-                for result in results {
-                    let Some(item) = state.merge_up_to_new(&mut items, gen, &mut grew) else {
-                        break;
-                    };
-                    let scan = ScanView {
-                        entries: &result.entries,
-                        end: result.end,
-                        problem: result.problem,
-                        numbers: &numbers,
-                        raw: &keys.raw,
-                    };
-                    grew |= state.merge_file(item, Some(scan), gen);
-                }
+                shared.give_back(result.entries);
             }
         });
         for item in items {

@@ -1,17 +1,22 @@
 //! Reading the entries files appended since the last scrape: the part of a
-//! scrape that touches every byte of every new entry, done by several threads
-//! when there is much of it (a first scrape of a big directory).
+//! scrape that touches every byte of every new entry, shared out among
+//! several threads when there is much of it (a first scrape of a big
+//! directory).
 //!
-//! Each thread takes a run of files (in sorted order) and, for every new
+//! Each thread takes the next file nobody has taken yet and, for every new
 //! entry, finds which of the distinct keys it has seen the entry's key is
 //! (most entries have the key that followed the previous entry's key last
 //! time, so they cost one comparison and no hash), and loads the entry's
-//! value and timestamp while the entry is in its cache. The merge then
-//! works on key numbers and loaded values alone, in one thread, in file
-//! order, and parses the JSON of the keys it did not know (see
-//! [`crate::merge`]).
+//! value and timestamp while the entry is in its cache. The merge works on
+//! key numbers and loaded values alone, in one thread, in file order, and
+//! parses the JSON of the keys it did not know (see [`crate::merge`]); while
+//! the next file's result is not ready, that thread scans a file itself, so
+//! no thread waits while there are files left to scan.
 
 use std::hash::BuildHasher;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 use muster_store::reader::{entries, MappedFile, ReadError};
@@ -32,13 +37,19 @@ pub(crate) struct Scanned {
 }
 
 /// What a scan found in one file.
-pub(crate) struct FileScan {
+pub(crate) struct FileScan<'a> {
     /// The entries, in file order.
     pub(crate) entries: Vec<Scanned>,
     /// Where parsing stopped: after the last entry read.
     pub(crate) end: usize,
     /// What stopped it before `used`, if anything.
     pub(crate) problem: Option<ReadError>,
+    /// Which thread scanned the file: the entries' key numbers are that
+    /// thread's (0 is the merging thread).
+    pub(crate) scanner: usize,
+    /// The keys that thread met first in this file, in the order it
+    /// numbered them.
+    pub(crate) new_keys: Vec<&'a [u8]>,
 }
 
 /// The distinct keys one thread met, numbered in the order it met them.
@@ -96,49 +107,134 @@ pub(crate) struct Job<'a> {
     pub(crate) to: usize,
 }
 
-/// The jobs split into runs of consecutive jobs, one per thread: several
-/// when the jobs hold megabytes, else one. The first run is for the thread
-/// that also binds every run's entries, so it gets half the bytes of each
-/// other run (with two threads, a third of them).
-pub(crate) fn runs<'j, 'a>(jobs: &'j [Job<'a>]) -> Vec<&'j [Job<'a>]> {
-    let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_THREADS)
-        .min(bytes / BYTES_PER_THREAD)
-        .max(1);
-    let part = bytes.div_ceil(2 * threads - 1);
-    let mut runs = Vec::with_capacity(threads);
-    let (mut start, mut acc) = (0, 0);
-    for (i, job) in jobs.iter().enumerate() {
-        acc += job.to - job.from;
-        let share = if runs.is_empty() { part } else { 2 * part };
-        if acc >= share && runs.len() + 1 < threads {
-            runs.push(&jobs[start..=i]);
-            (start, acc) = (i + 1, 0);
-        }
-    }
-    runs.push(&jobs[start..]);
-    runs
+/// The new entries of many files, scanned by the threads that take part:
+/// helpers ([`Shared::help`]) and the merging thread ([`Shared::take`]).
+pub(crate) struct Shared<'j, 'a> {
+    jobs: &'j [Job<'a>],
+    /// The first job nobody has taken.
+    next: AtomicUsize,
+    done: Mutex<Done<'a>>,
+    /// Signalled when a result is stored or a helper stops.
+    ready: Condvar,
 }
 
-/// Scans a run of jobs (in a thread of its own); the keys met and each
-/// job's result, in job order.
-pub(crate) fn scan_run<'a>(jobs: &[Job<'a>]) -> (Keys<'a>, Vec<FileScan>) {
-    let mut keys = Keys::new();
-    let results = jobs
-        .iter()
-        .map(|job| {
-            let mut entries = Vec::with_capacity((job.to - job.from) / 128);
-            let (end, problem) = scan_file(job, &mut keys, &mut entries);
-            FileScan {
-                entries,
-                end,
-                problem,
+/// The results not taken yet, by job, how many helpers still run, and
+/// entry lists given back for reuse (their memory is already mapped).
+struct Done<'a> {
+    results: Vec<Option<FileScan<'a>>>,
+    helpers: usize,
+    spare: Vec<Vec<Scanned>>,
+}
+
+/// Marks a helper as stopped when it returns or unwinds, so that the
+/// merging thread never waits for a result that will not come.
+struct Stopped<'s, 'j, 'a>(&'s Shared<'j, 'a>);
+
+impl Drop for Stopped<'_, '_, '_> {
+    fn drop(&mut self) {
+        self.0.lock().helpers -= 1;
+        self.0.ready.notify_all();
+    }
+}
+
+impl<'j, 'a> Shared<'j, 'a> {
+    /// The jobs to scan, and how many helper threads should scan them: none
+    /// for less than a few megabytes of new entries, else one per core
+    /// beside the merging thread (at most [`MAX_THREADS`] threads in all).
+    pub(crate) fn new(jobs: &'j [Job<'a>]) -> (Shared<'j, 'a>, usize) {
+        let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS)
+            .min(bytes / BYTES_PER_THREAD)
+            .max(1);
+        let shared = Shared {
+            jobs,
+            next: AtomicUsize::new(0),
+            done: Mutex::new(Done {
+                results: jobs.iter().map(|_| None).collect(),
+                helpers: threads - 1,
+                spare: Vec::new(),
+            }),
+            ready: Condvar::new(),
+        };
+        (shared, threads - 1)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Done<'a>> {
+        // A helper never panics while holding the lock.
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next job nobody has taken, taking it.
+    fn claim(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.jobs.len()).then_some(i)
+    }
+
+    /// Scans job `i` with the keys of thread `scanner`.
+    fn scan(&self, i: usize, keys: &mut Keys<'a>, scanner: usize) -> FileScan<'a> {
+        let job = &self.jobs[i];
+        let known = keys.raw.len();
+        let mut entries = self.lock().spare.pop().unwrap_or_default();
+        entries.reserve((job.to - job.from) / 128);
+        let (end, problem) = scan_file(job, keys, &mut entries);
+        FileScan {
+            entries,
+            end,
+            problem,
+            scanner,
+            new_keys: keys.raw[known..].to_vec(),
+        }
+    }
+
+    /// Gives a result's entry list back, to be reused for another file.
+    pub(crate) fn give_back(&self, mut entries: Vec<Scanned>) {
+        entries.clear();
+        self.lock().spare.push(entries);
+    }
+
+    /// A helper thread's work: scans jobs until none is left.
+    pub(crate) fn help(&self, scanner: usize) {
+        let _stopped = Stopped(self);
+        let mut keys = Keys::new();
+        while let Some(i) = self.claim() {
+            let scan = self.scan(i, &mut keys, scanner);
+            self.lock().results[i] = Some(scan);
+            self.ready.notify_all();
+        }
+    }
+
+    /// The result of job `i`, for the merging thread, which takes them in
+    /// job order: while it is not ready, scans the next job nobody has taken
+    /// (with `keys`, the merging thread's own). `None` if every helper
+    /// stopped without scanning it (one panicked).
+    pub(crate) fn take(&self, i: usize, keys: &mut Keys<'a>) -> Option<FileScan<'a>> {
+        loop {
+            if let Some(scan) = self.lock().results[i].take() {
+                return Some(scan);
             }
-        })
-        .collect();
-    (keys, results)
+            match self.claim() {
+                Some(j) if j == i => return Some(self.scan(i, keys, 0)),
+                Some(j) => {
+                    let scan = self.scan(j, keys, 0);
+                    self.lock().results[j] = Some(scan);
+                }
+                None => {
+                    let mut done = self.lock();
+                    loop {
+                        if let Some(scan) = done.results[i].take() {
+                            return Some(scan);
+                        }
+                        if done.helpers == 0 {
+                            return None;
+                        }
+                        done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Scans one job, appending its entries to `found` and numbering new keys

@@ -180,6 +180,126 @@ fn a_bad_key_is_read_again_at_the_next_scrape() {
     assert!(c.last_errors().is_empty(), "{:?}", c.last_errors());
 }
 
+/// A directory big enough that its first scrape is read by several threads
+/// (each file by whichever takes it first), with bad keys and a truncated
+/// file among files any thread may read: every good entry counts, exactly
+/// the bad files are reported, every fresh scrape says the same, and the
+/// repaired keys count at the next scrape of a long-lived collector.
+#[test]
+fn bad_entries_in_a_directory_read_by_several_threads_are_skipped_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const FILES: usize = 24;
+    const ROUTES: usize = 1500;
+    const BAD_ENTRY: usize = 700;
+    let (bad_files, truncated) = ([5, 13, 21], 17);
+    let pad = "p".repeat(120);
+    let key = |r: usize| {
+        encode_key(
+            "req",
+            "req_total",
+            &[("route", &format!("/r{r}/{pad}"))],
+            "h",
+        )
+    };
+    let mut want = vec![0.0; ROUTES];
+    let mut repairs = Vec::new();
+    for f in 0..FILES {
+        // Workers made their series in different orders.
+        let order: Vec<usize> = (0..ROUTES).map(|i| (i * 7 + f * 97) % ROUTES).collect();
+        let keys: Vec<Vec<u8>> = order.iter().map(|&r| key(r).into_bytes()).collect();
+        let mut entries: Vec<(&[u8], f64)> = keys
+            .iter()
+            .zip(&order)
+            .map(|(k, &r)| (&k[..], (r * 100 + f) as f64))
+            .collect();
+        let mut bad = keys[BAD_ENTRY].clone();
+        if bad_files.contains(&f) {
+            bad[0] = b'{';
+            entries[BAD_ENTRY].0 = &bad;
+        }
+        let mut bytes = file_bytes(&entries);
+        let path = d.join(FileKind::Counter.file_name(&format!("w{f:02}")));
+        if f == truncated {
+            // `used` now ends inside the last entry: it is not read.
+            let used = i32::from_ne_bytes(bytes[..4].try_into().unwrap()) - 8;
+            bytes[..4].copy_from_slice(&used.to_ne_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        for (i, &r) in order.iter().enumerate() {
+            let skipped =
+                (bad_files.contains(&f) && i == BAD_ENTRY) || (f == truncated && i == ROUTES - 1);
+            if !skipped {
+                want[r] += (r * 100 + f) as f64;
+            }
+        }
+        if bad_files.contains(&f) {
+            // Where the bad key starts: after the header and the entries
+            // before it.
+            let offset: usize = muster_store::format::HEADER_SIZE
+                + keys[..BAD_ENTRY]
+                    .iter()
+                    .map(|k| muster_store::format::value_offset(k.len()) + 16)
+                    .sum::<usize>()
+                + 4;
+            repairs.push((path, offset, order[BAD_ENTRY], f));
+        }
+    }
+    let check = |set: &MetricSet, want: &[f64]| {
+        for (r, &value) in want.iter().enumerate() {
+            let route = format!("/r{r}/{pad}");
+            assert_eq!(
+                set.value("req_total", &[("route", &route)]),
+                Some(value),
+                "route {r}"
+            );
+        }
+    };
+    let mut long_lived = Collector::new(d);
+    let first = long_lived.collect().unwrap();
+    check(&first, &want);
+    let mut reported: Vec<String> = sorted_errors(&long_lived)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    reported.dedup();
+    let mut expected: Vec<String> = bad_files
+        .iter()
+        .chain([&truncated])
+        .map(|f| FileKind::Counter.file_name(&format!("w{f:02}")))
+        .collect();
+    expected.sort();
+    assert_eq!(reported, expected);
+    for run in 0..4 {
+        let mut fresh = Collector::new(d);
+        let again = fresh.collect().unwrap();
+        assert_eq!(canonical(&again), canonical(&first), "fresh scrape {run}");
+        assert_eq!(
+            sorted_errors(&fresh),
+            sorted_errors(&long_lived),
+            "fresh scrape {run}"
+        );
+    }
+
+    // The bad keys repaired in place (same inode, size and `used`).
+    for (path, offset, r, file) in &repairs {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(*offset as u64)).unwrap();
+        f.write_all(b"[").unwrap();
+        want[*r] += (r * 100 + file) as f64;
+    }
+    let healed = agree(&mut long_lived, d, "bad keys repaired");
+    check(&healed, &want);
+    let reported: Vec<String> = sorted_errors(&long_lived)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        reported,
+        [FileKind::Counter.file_name(&format!("w{truncated:02}"))]
+    );
+}
+
 /// A gunicorn directory churns: every recycled worker leaves a new pid. The
 /// state a long-lived collector keeps for files that are gone is dropped, so
 /// it stays proportional to what the directory holds, not to how many
