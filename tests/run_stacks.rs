@@ -133,28 +133,24 @@ fn count(log: &str, what: &str) -> usize {
     log.matches(what).count()
 }
 
-fn run_stack(stack: &Stack) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let t = tmp.path();
-    let dir = t.join("metrics");
-    let program = venv_bin(stack.command[0]);
+/// `muster run -b 127.0.0.1:0 --log-level info --multiproc-dir DIR FLAGS --
+/// COMMAND`, the command's program found in the venv, run in the apps'
+/// directory with muster's Python helpers importable.
+fn muster_run(dir: &Path, flags: &[&str], command: &[&str]) -> std::process::Command {
     let mut cmd = muster();
     cmd.arg("run")
         .args([
-            "-w",
-            "3",
             "-b",
             "127.0.0.1:0",
-            "--metrics-bind",
-            "127.0.0.1:0",
+            "--log-level",
+            "info",
+            "--multiproc-dir",
         ])
-        .args(["--log-level", "info", "--graceful-timeout", "5"])
-        .arg("--multiproc-dir")
-        .arg(&dir)
-        .args(stack.flags)
+        .arg(dir)
+        .args(flags)
         .arg("--")
-        .arg(&program)
-        .args(&stack.command[1..])
+        .arg(venv_bin(command[0]))
+        .args(&command[1..])
         .current_dir(root().join("tests/python/apps"))
         .env(
             "PYTHONPATH",
@@ -164,6 +160,29 @@ fn run_stack(stack: &Stack) {
                 root().join("tests/python/apps").display()
             ),
         );
+    cmd
+}
+
+fn run_stack(stack: &Stack) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let dir = t.join("metrics");
+    let mut cmd = muster_run(
+        &dir,
+        &[
+            &[
+                "-w",
+                "3",
+                "--metrics-bind",
+                "127.0.0.1:0",
+                "--graceful-timeout",
+                "5",
+            ],
+            stack.flags,
+        ]
+        .concat(),
+        stack.command,
+    );
     let mut sup = Proc::start(stack.name, &mut cmd, &t.join("muster.log"));
     let addr = sup.wait_addr("listening addr=", LIMIT);
     let metrics = sup.wait_addr("metrics listening addr=", LIMIT);
@@ -380,4 +399,45 @@ fn fastapi_under_uvicorn() {
         kills: 3,
         chaos_limit: Duration::from_secs(120),
     });
+}
+
+/// The likeliest mistake of a Python team: `uvicorn app:app` without
+/// `--fd 3`. uvicorn then listens on a port of its own, and muster's socket
+/// is never served; after `--timeout` the log names uvicorn's own address
+/// and the fix.
+#[test]
+fn uvicorn_without_fd_3_is_reported_with_its_own_port() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    // A port free a moment ago, for uvicorn to take.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let mut cmd = muster_run(
+        &t.join("metrics"),
+        // Long enough for uvicorn to import FastAPI and listen on a busy
+        // machine before muster looks at what it listens on.
+        &["-w", "1", "--timeout", "10"],
+        &[
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "fastapi_app:app",
+        ],
+    );
+    let mut sup = Proc::start("uvicorn-own-port", &mut cmd, &t.join("muster.log"));
+    let log = wait_until("the not-ready warning", LIMIT, || {
+        sup.assert_running();
+        let log = sup.log_text();
+        log.contains("worker not ready").then_some(log)
+    });
+    assert!(
+        log.contains(&format!("listens_on=127.0.0.1:{port}")) && log.contains("uvicorn --fd 3"),
+        "{log}"
+    );
+    sup.stop_cleanly(LIMIT);
 }
