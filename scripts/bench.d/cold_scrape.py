@@ -1,7 +1,7 @@
 """A one-shot scrape of a directory, both sides in one run: the whole
 `muster scrape` process against Python's MultiProcessCollector in process.
 
-    python cold_scrape.py DIR MUSTER [--runs 7] [--out OUT.json]
+    python cold_scrape.py DIR MUSTER [--runs 7] [--out OUT.json] [--also OTHER_MUSTER ...]
 
 - Python: a fresh CollectorRegistry + MultiProcessCollector(path=DIR) +
   generate_latest (text 0.0.4) per run, timed in this process (what a Python
@@ -13,7 +13,10 @@
 
 Runs alternate (Python, muster, Python, ...) after one warm-up of each, so
 other load on a shared machine falls on both alike. Medians are printed and,
-with --out, written as JSON with every run.
+with --out, written as JSON with every run (of MUSTER).
+
+--also adds other muster binaries (another commit's build) to every round,
+in an order that alternates from round to round, for a comparison in one run.
 """
 
 import argparse
@@ -42,19 +45,25 @@ def main():
     p.add_argument("muster")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--out")
+    p.add_argument("--also", nargs="*", default=[], metavar="OTHER_MUSTER")
     a = p.parse_args()
-    cmd = [a.muster, "scrape", "--dir", a.dir]
+    binaries = [a.muster] + a.also
+    cmds = {b: [b, "scrape", "--dir", a.dir] for b in binaries}
     body = python_scrape(a.dir)  # warm-up: page cache, allocator
-    muster_scrape(cmd)
-    py_wall, py_cpu, mu_wall, mu_cpu = [], [], [], []
-    for _ in range(a.runs):
+    for cmd in cmds.values():
+        muster_scrape(cmd)
+    py_wall, py_cpu = [], []
+    mu = {b: ([], []) for b in binaries}
+    for round_ in range(a.runs):
         wall, cpu = timed_scrape(a.dir)
         py_wall.append(wall)
         py_cpu.append(cpu)
-        wall, cpu = muster_scrape(cmd)
-        mu_wall.append(wall)
-        mu_cpu.append(cpu)
+        for b in binaries if round_ % 2 == 0 else binaries[::-1]:
+            wall, cpu = muster_scrape(cmds[b])
+            mu[b][0].append(wall)
+            mu[b][1].append(cpu)
     med = statistics.median
+    mu_wall, mu_cpu = mu[a.muster]
     result = {
         "dir": a.dir,
         "lines": body.count(b"\n"),
@@ -73,11 +82,15 @@ def main():
         with open(a.out, "w") as f:
             json.dump(result, f)
     print(
-        "%s (%d lines), %d runs: Python %.1f ms (CPU %.1f ms), muster scrape process %.2f ms "
-        "(CPU %.2f ms): %.0fx"
-        % (a.dir, result["lines"], a.runs, med(py_wall) * 1e3, med(py_cpu) * 1e3,
-           med(mu_wall) * 1e3, med(mu_cpu) * 1e3, result["ratio_wall"])
+        "%s (%d lines), %d runs: Python %.1f ms (CPU %.1f ms)"
+        % (a.dir, result["lines"], a.runs, med(py_wall) * 1e3, med(py_cpu) * 1e3)
     )
+    for b in binaries:
+        wall, cpu = mu[b]
+        print(
+            "  %s scrape process %.2f ms (CPU %.2f ms): %.1fx"
+            % (b, med(wall) * 1e3, med(cpu) * 1e3, med(py_wall) / med(wall))
+        )
 
 
 if __name__ == "__main__":
