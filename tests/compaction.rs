@@ -1,19 +1,21 @@
 //! Compaction of dead Python workers' files (`muster_collect::compact`) against a
 //! compactor SIGKILLed before each of its steps: muster's scrape counts every
 //! value exactly once in the state each kill leaves, and the next run finishes
-//! the job (one archive per kind, no claimed or temporary file left). Files are
+//! the job (one archive per kind, no claimed or temporary file left); and
+//! against a full disk (a real tmpfs) while it writes an archive. Files are
 //! written by real prometheus_client processes; Python's MultiProcessCollector
 //! reads the result too.
 
 mod common;
+mod private_tmpfs;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{example_bin, output_text, py_script, python, run_ok, run_with_input};
+use common::{example_bin, output_text, py_script, python, run_ok, run_with_input, Proc};
 
 fn compact_step() -> PathBuf {
     example_bin("muster-collect", "compact_step", "MUSTER_COMPACT_STEP")
@@ -117,9 +119,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Runs the compaction example on `dir`, killing it before step `kill_at`;
-/// returns (killed?, the last step it printed).
-fn run_compaction(dir: &Path, kill_at: Option<usize>, reaped: &[u32]) -> (bool, String) {
+/// Runs the compaction example on `dir` (abandoned files and those of
+/// `reaped`), killing it before step `kill_at`; its output.
+fn compaction_output(dir: &Path, kill_at: Option<usize>, reaped: &[u32]) -> Output {
     let mut cmd = Command::new(compact_step());
     cmd.arg(dir)
         .arg(kill_at.map_or("never".to_owned(), |k| k.to_string()))
@@ -127,7 +129,13 @@ fn run_compaction(dir: &Path, kill_at: Option<usize>, reaped: &[u32]) -> (bool, 
     for pid in reaped {
         cmd.arg("--reaped").arg(pid.to_string());
     }
-    let out = run_with_input(&mut cmd, b"", Duration::from_secs(60));
+    run_with_input(&mut cmd, b"", Duration::from_secs(60))
+}
+
+/// Runs the compaction example on `dir`, killing it before step `kill_at`;
+/// returns (killed?, the last step it printed).
+fn run_compaction(dir: &Path, kill_at: Option<usize>, reaped: &[u32]) -> (bool, String) {
+    let out = compaction_output(dir, kill_at, reaped);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let last = stderr
         .lines()
@@ -239,4 +247,85 @@ fn compaction_killed_at_every_step_loses_and_doubles_nothing() {
             &format!("Python after recovery, {}", dir.display()),
         );
     }
+}
+
+/// A process (`sleep`) holding a `size` tmpfs at `mnt` in a mount namespace
+/// of its own (see `private_tmpfs`).
+fn tmpfs_holder(tmp: &Path, mnt: &Path, size: &str) -> Proc {
+    std::fs::create_dir_all(mnt).unwrap();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("600");
+    private_tmpfs::mount_private_tmpfs(&mut cmd, mnt, size);
+    Proc::start("tmpfs holder", &mut cmd, &tmp.join("holder.log"))
+}
+
+/// A full disk while the fold writes the new archive: the compaction fails
+/// with a clear error and loses nothing (muster and Python read every value
+/// as before, no archive is published); once there is room, the next run
+/// finishes the job.
+#[test]
+fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let holder = tmpfs_holder(tmp.path(), &mnt, "size=2m,mode=0700");
+    let fs = private_tmpfs::seen_by(holder.pid(), &mnt);
+    let dir = fs.join("multiproc");
+    std::fs::create_dir(&dir).unwrap();
+    let dead = [dead_python(&dir, 3, None), dead_python(&dir, 5, None)];
+    let expected = kept(muster_samples(&dir));
+    assert!(expected.len() > 10, "{expected:?}");
+    let python_before = kept(python_samples(std::slice::from_ref(&dir)).remove(0));
+    assert_close(&expected, &python_before, "Python, before");
+
+    // Fill the tmpfs to the last page.
+    let filler_path = fs.join("filler");
+    let mut filler = std::fs::File::create(&filler_path).unwrap();
+    let chunk = vec![1u8; 4096];
+    let full = loop {
+        if let Err(e) = std::io::Write::write_all(&mut filler, &chunk) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
+
+    let out = compaction_output(&dir, None, &[]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert_close(&expected, &kept(muster_samples(&dir)), "muster, disk full");
+    assert_close(
+        &expected,
+        &kept(python_samples(std::slice::from_ref(&dir)).remove(0)),
+        "Python, disk full",
+    );
+    let left = names(&dir);
+    assert!(
+        !left.iter().any(|n| n.ends_with("_archive.db")),
+        "no archive published on a full disk: {left:?}"
+    );
+
+    // Room again: the next run removes the partial temporary and folds.
+    drop(filler);
+    std::fs::remove_file(&filler_path).unwrap();
+    let (killed, _) = run_compaction(&dir, None, &[]);
+    assert!(!killed);
+    assert_close(&expected, &kept(muster_samples(&dir)), "muster, after");
+    assert_close(
+        &expected,
+        &kept(python_samples(std::slice::from_ref(&dir)).remove(0)),
+        "Python, after",
+    );
+    let left = names(&dir);
+    assert!(
+        left.iter().any(|n| n.ends_with("_archive.db")),
+        "archives published once there is room: {left:?}"
+    );
+    for name in &left {
+        let pid_named = dead.iter().any(|p| name.contains(&format!("_{p}")));
+        assert!(
+            !pid_named && !name.ends_with(".tmp"),
+            "{name} left in {left:?}"
+        );
+    }
+    drop(holder);
 }

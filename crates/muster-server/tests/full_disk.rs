@@ -13,10 +13,10 @@
 //! about 70 per worker, each a histogram of 13 buckets), enough to need more
 //! space than the tmpfs has once the seven initial 64 KiB files are in it.
 
+#[path = "../../../tests/private_tmpfs/mod.rs"]
+mod private_tmpfs;
 mod support;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,12 +60,6 @@ fn start(tmp: &Path, mnt: &Path, args: &[&str]) -> Guard {
     let log = tmp.join("server.log");
     let log_file = std::fs::File::create(&log).expect("log file");
     let dir = mnt.join("multiproc");
-    // Everything the child needs is made before fork: between fork and exec
-    // it only makes system calls.
-    let root = CString::new("/").unwrap();
-    let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();
-    let tmpfs = CString::new("tmpfs").unwrap();
-    let options = CString::new(TMPFS_SIZE).unwrap();
     let mut cmd = Command::new(support::binary());
     cmd.args(["-b", "127.0.0.1:0", "--multiproc-dir"])
         .arg(&dir)
@@ -78,42 +72,14 @@ fn start(tmp: &Path, mnt: &Path, args: &[&str]) -> Guard {
         .stdout(Stdio::null())
         .stderr(log_file)
         .process_group(0);
-    // SAFETY: the closure only makes async-signal-safe system calls on data
-    // prepared before fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let check = |r: libc::c_int| {
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                tmpfs.as_ptr(),
-                target.as_ptr(),
-                tmpfs.as_ptr(),
-                0,
-                options.as_ptr().cast(),
-            ))
-        });
-    }
+    private_tmpfs::mount_private_tmpfs(&mut cmd, mnt, TMPFS_SIZE);
     let child = cmd.spawn().expect("spawn demo_server in a mount namespace");
     Guard { child, log }
 }
 
 /// Free bytes of the tmpfs as the server sees it.
 fn free_bytes(server: &Guard, mnt: &Path) -> u64 {
-    let inside = PathBuf::from(format!("/proc/{}/root", server.pid()))
-        .join(mnt.strip_prefix("/").expect("absolute"));
+    let inside = private_tmpfs::seen_by(server.pid(), mnt);
     let st = nix::sys::statvfs::statvfs(&inside).expect("statvfs of the tmpfs");
     st.blocks_available() as u64 * st.fragment_size() as u64
 }
@@ -328,9 +294,7 @@ fn full_tmpfs_workers_keep_serving_and_the_condition_is_exported() {
     assert_eq!(workers(&server), now, "a worker died on the full tmpfs");
     let (status, text) = request(addr, "GET", "/metrics", None, &[]).expect("GET /metrics");
     assert_eq!(status, 200, "/metrics: {text}");
-    let inside = PathBuf::from(format!("/proc/{}/root", server.pid()))
-        .join(mnt.strip_prefix("/").expect("absolute"))
-        .join("multiproc");
+    let inside = private_tmpfs::seen_by(server.pid(), &mnt).join("multiproc");
     let mut files: Vec<(String, u64)> = std::fs::read_dir(&inside)
         .expect("the directory, seen from inside")
         .flatten()
