@@ -279,7 +279,9 @@ def oneshot_section(w, res, workers):
             ratio(r["python_wall_median"] * 1e9, r["muster_wall_median"] * 1e9)))
     w("")
     w("Issue target: on the 64-worker directory, the whole `muster scrape` process at least")
-    w("50x faster than Python's collector in process, aim 100x.")
+    w("50x faster than Python's collector in process, aim 100x. Where a one-shot scrape's")
+    w("time goes, and comparisons of builds in one run (`cold_scrape.py --also`):")
+    w("[benchmarks-by-hand.md](benchmarks-by-hand.md).")
     w("")
 
 
