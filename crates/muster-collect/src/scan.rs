@@ -57,7 +57,7 @@ pub(crate) struct Keys<'a> {
     table: HashTable<u32>,
     // Each thread's table is private: any fixed hash will do.
     hasher: foldhash::fast::FixedState,
-    pub(crate) raw: Vec<&'a [u8]>,
+    raw: Vec<&'a [u8]>,
     /// The key that followed each key last.
     next: Vec<u32>,
 }
@@ -143,11 +143,15 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// beside the merging thread (at most [`MAX_THREADS`] threads in all).
     pub(crate) fn new(jobs: &'j [Job<'a>]) -> (Shared<'j, 'a>, usize) {
         let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_THREADS)
-            .min(bytes / BYTES_PER_THREAD)
-            .max(1);
+        // A warm scrape reads a few entries, if any: it does not ask how many
+        // cores there are (a look at the cgroup's CPU quota, not free).
+        let threads = match bytes / BYTES_PER_THREAD {
+            0 | 1 => 1,
+            most => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+                .min(most),
+        };
         let shared = Shared {
             jobs,
             next: AtomicUsize::new(0),
@@ -239,7 +243,7 @@ impl<'j, 'a> Shared<'j, 'a> {
 
 /// Scans one job, appending its entries to `found` and numbering new keys
 /// in `keys`; where parsing stopped and what stopped it before the end.
-pub(crate) fn scan_file<'a>(
+fn scan_file<'a>(
     job: &Job<'a>,
     keys: &mut Keys<'a>,
     found: &mut Vec<Scanned>,
