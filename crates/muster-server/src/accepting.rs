@@ -65,11 +65,8 @@ impl Sockets {
             .collect();
         let mut accepted = HashSet::new();
         if !ports.is_empty() {
-            for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-                accepted.extend(accepted_tcp(
-                    &std::fs::read_to_string(table).unwrap_or_default(),
-                    &ports,
-                ));
+            for table in tcp_tables() {
+                accepted.extend(accepted_tcp(&table, &ports));
             }
         }
         if !paths.is_empty() {
@@ -83,6 +80,11 @@ impl Sockets {
             accepted,
         }
     }
+}
+
+/// The kernel's TCP socket tables, IPv4 and IPv6 (empty when unreadable).
+fn tcp_tables() -> [String; 2] {
+    ["/proc/net/tcp", "/proc/net/tcp6"].map(|t| std::fs::read_to_string(t).unwrap_or_default())
 }
 
 /// One socket of a `/proc/net/tcp` (or `tcp6`) table.
@@ -193,11 +195,9 @@ pub(crate) fn own_listening_addresses(members: &[i32], sockets: &Sockets) -> Vec
     if inodes.is_empty() {
         return Vec::new();
     }
-    let mut out: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let mut out: Vec<String> = tcp_tables()
         .iter()
-        .flat_map(|table| {
-            listening_tcp(&std::fs::read_to_string(table).unwrap_or_default(), &inodes)
-        })
+        .flat_map(|table| listening_tcp(table, &inodes))
         .collect();
     out.sort();
     out.dedup();
