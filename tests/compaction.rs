@@ -274,8 +274,21 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
     let dead = [dead_python(&dir, 3, None), dead_python(&dir, 5, None)];
     let expected = kept(muster_samples(&dir));
     assert!(expected.len() > 10, "{expected:?}");
-    let python_before = kept(python_samples(std::slice::from_ref(&dir)).remove(0));
-    assert_close(&expected, &python_before, "Python, before");
+    // Python's collector reads the directory as muster does.
+    let python_agrees = |context: &str| {
+        let python = kept(python_samples(std::slice::from_ref(&dir)).remove(0));
+        assert_close(&expected, &python, &format!("Python, {context}"));
+    };
+    // Both readers read what the dead processes wrote.
+    let both_agree = |context: &str| {
+        assert_close(
+            &expected,
+            &kept(muster_samples(&dir)),
+            &format!("muster, {context}"),
+        );
+        python_agrees(context);
+    };
+    python_agrees("before");
 
     // Fill the tmpfs to the last page.
     let filler_path = fs.join("filler");
@@ -292,12 +305,7 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("No space left on device"), "{text}");
-    assert_close(&expected, &kept(muster_samples(&dir)), "muster, disk full");
-    assert_close(
-        &expected,
-        &kept(python_samples(std::slice::from_ref(&dir)).remove(0)),
-        "Python, disk full",
-    );
+    both_agree("disk full");
     let left = names(&dir);
     assert!(
         !left.iter().any(|n| n.ends_with("_archive.db")),
@@ -309,12 +317,7 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
     std::fs::remove_file(&filler_path).unwrap();
     let (killed, _) = run_compaction(&dir, None, &[]);
     assert!(!killed);
-    assert_close(&expected, &kept(muster_samples(&dir)), "muster, after");
-    assert_close(
-        &expected,
-        &kept(python_samples(std::slice::from_ref(&dir)).remove(0)),
-        "Python, after",
-    );
+    both_agree("after");
     let left = names(&dir);
     assert!(
         left.iter().any(|n| n.ends_with("_archive.db")),

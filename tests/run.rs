@@ -149,11 +149,7 @@ fn workers_get_the_sockets_and_environment_and_term_drains() {
     assert!(rss > 1e6, "a Python worker holds more than 1 MB: {rss}");
 
     // TERM: forwarded to the workers, which drain; the supervisor exits 0.
-    sup.signal(libc::SIGTERM);
-    let status = sup
-        .wait_exit(LIMIT)
-        .expect("the supervisor stops after TERM");
-    assert_eq!(status.code(), Some(0), "{}", sup.log_text());
+    sup.stop_cleanly(LIMIT);
     assert_eq!(
         count(&sup.log_text(), "small_server: pid"),
         4,
@@ -509,8 +505,7 @@ fn a_second_run_on_the_same_directory_is_refused_and_touches_nothing() {
         text.contains("muster_worker_resident_memory_bytes"),
         "{text}"
     );
-    first.signal(libc::SIGTERM);
-    assert_eq!(first.wait_exit(LIMIT).and_then(|s| s.code()), Some(0));
+    first.stop_cleanly(LIMIT);
 }
 
 #[test]
