@@ -1,6 +1,7 @@
 //! The `muster` command line.
 
 mod exporter;
+mod one_shot;
 mod push;
 
 use std::path::{Path, PathBuf};
@@ -123,6 +124,9 @@ fn main() -> ExitCode {
         Command::Scrape { .. } | Command::Exporter(_) | Command::Push(_)
     ) {
         raise_open_file_limit();
+    }
+    if matches!(cli.command, Command::Scrape { .. } | Command::Push(_)) {
+        one_shot::grow_heap_in_huge_pages();
     }
     // Each command's error: the prefix of its message, the exit code and the message.
     let usage = |message: String| (2, message);
