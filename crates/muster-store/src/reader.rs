@@ -226,7 +226,7 @@ impl MappedFile {
             dev: meta.dev(),
             ino: meta.ino(),
         };
-        mapped.remap()?;
+        mapped.map_size(meta.len())?;
         Ok(mapped)
     }
 
@@ -239,6 +239,12 @@ impl MappedFile {
     /// Maps the file again if it has grown (or shrunk) since it was mapped.
     pub fn remap(&mut self) -> Result<(), ReadError> {
         let size = self.file.metadata()?.len();
+        self.map_size(size)
+    }
+
+    /// Maps the file's first `size` bytes (its size as just looked up),
+    /// unless that is what is mapped already.
+    fn map_size(&mut self, size: u64) -> Result<(), ReadError> {
         if size > MAX_FILE_SIZE as u64 {
             return Err(ReadError::TooLarge(size));
         }
