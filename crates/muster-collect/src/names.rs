@@ -82,11 +82,11 @@ pub(crate) fn escape_name(name: &str, escaping: Escaping, metric: bool) -> Cow<'
             label_char(c, i)
         }
     };
-    let legacy = || !name.is_empty() && is_shown_as_is(name, keep);
+    let legacy = || !name.is_empty() && is_shown_as_is(name, metric);
     match escaping {
         Escaping::AllowUtf8 => Cow::Borrowed(name),
         Escaping::Underscores | Escaping::Values if legacy() => Cow::Borrowed(name),
-        Escaping::Underscores => Cow::Owned(escape(name.to_owned(), keep)),
+        Escaping::Underscores => Cow::Owned(escape(name.to_owned(), metric)),
         Escaping::Dots => {
             let mut out = String::with_capacity(name.len() + 8);
             for (i, c) in name.chars().enumerate() {
@@ -131,41 +131,73 @@ pub(crate) fn needs_quotes(name: &str, escaping: Escaping, metric: bool) -> bool
 
 /// Whether `name` is a metric name of the legacy set `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn is_legacy_metric_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().enumerate().all(|(i, c)| metric_char(c, i))
+    !name.is_empty() && is_shown_as_is(name, true)
 }
 
 /// Whether `name` is a label name of the legacy set `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub(crate) fn is_legacy_label_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().enumerate().all(|(i, c)| label_char(c, i))
+    !name.is_empty() && is_shown_as_is(name, false)
 }
 
 /// `name` as Python's exposition shows a metric name: characters outside
 /// `[a-zA-Z_:]` (and digits at the start) replaced by `_`.
 pub(crate) fn escape_metric_name(name: Cow<'_, str>) -> Cow<'_, str> {
-    if is_shown_as_is(&name, metric_char) {
+    if is_shown_as_is(&name, true) {
         return name;
     }
-    Cow::Owned(escape(name.into_owned(), metric_char))
+    Cow::Owned(escape(name.into_owned(), true))
 }
 
 /// `name` as Python's exposition shows a label name: characters outside
 /// `[a-zA-Z_]` (and digits at the start) replaced by `_`.
 pub(crate) fn escape_label_name(name: String) -> String {
-    escape(name, label_char)
+    escape(name, false)
 }
 
-/// Whether every character of `name` is kept (checked on bytes, which is
-/// enough for the usual all-ASCII name: a non-ASCII byte is never kept).
-fn is_shown_as_is(name: &str, keep: impl Fn(char, usize) -> bool) -> bool {
-    name.bytes()
-        .enumerate()
-        .all(|(i, b)| b.is_ascii() && keep(b as char, i))
+/// Whether every character of `name` (a metric name when `metric`, else a
+/// label name) is kept as it is; true for an empty name. Checked on bytes,
+/// which is enough: a byte of a non-ASCII character is never kept. Every
+/// key's names and every sample's name go through here, so it is a table
+/// look-up per byte rather than the character rules.
+fn is_shown_as_is(name: &str, metric: bool) -> bool {
+    let (first, rest) = if metric {
+        (&METRIC_FIRST, &METRIC_REST)
+    } else {
+        (&LABEL_FIRST, &LABEL_REST)
+    };
+    match name.as_bytes() {
+        [] => true,
+        [head, tail @ ..] => first[*head as usize] && tail.iter().all(|&b| rest[b as usize]),
+    }
 }
 
-fn escape(name: String, keep: impl Fn(char, usize) -> bool) -> String {
-    if is_shown_as_is(&name, &keep) {
+/// The bytes kept as they are: a name's first (`first`) or any other byte,
+/// of a metric name (`metric`) or a label name.
+const fn kept_bytes(metric: bool, first: bool) -> [bool; 256] {
+    let mut kept = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        kept[b] = c.is_ascii_alphabetic()
+            || c == b'_'
+            || (metric && c == b':')
+            || (!first && c.is_ascii_digit());
+        b += 1;
+    }
+    kept
+}
+
+static METRIC_FIRST: [bool; 256] = kept_bytes(true, true);
+static METRIC_REST: [bool; 256] = kept_bytes(true, false);
+static LABEL_FIRST: [bool; 256] = kept_bytes(false, true);
+static LABEL_REST: [bool; 256] = kept_bytes(false, false);
+
+/// `name` with every character not kept at its place replaced by `_`.
+fn escape(name: String, metric: bool) -> String {
+    if is_shown_as_is(&name, metric) {
         return name;
     }
+    let keep = if metric { metric_char } else { label_char };
     name.chars()
         .enumerate()
         .map(|(i, c)| if keep(c, i) { c } else { '_' })
@@ -185,6 +217,32 @@ fn metric_char(c: char, i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_check_agrees_with_the_character_rules() {
+        // Every one- and two-character name over ASCII and some of Latin-1
+        // and beyond, and each inside a longer name.
+        let chars: Vec<char> = (0u32..0x250)
+            .filter_map(char::from_u32)
+            .chain(['😀', '€'])
+            .collect();
+        for &a in &chars {
+            for &b in &chars {
+                for name in [format!("{a}"), format!("{a}{b}"), format!("x{a}y{b}z")] {
+                    for metric in [true, false] {
+                        let keep = if metric { metric_char } else { label_char };
+                        let by_chars = name.chars().enumerate().all(|(i, c)| keep(c, i));
+                        assert_eq!(
+                            is_shown_as_is(&name, metric),
+                            by_chars,
+                            "{name:?} metric={metric}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(is_shown_as_is("", true) && is_shown_as_is("", false));
+    }
 
     #[test]
     fn escapes_like_prometheus_client() {
