@@ -65,7 +65,24 @@ pub(crate) fn update(words: &[AtomicU64; 2], next: impl FnOnce(f64) -> f64, time
 /// The pair as one writer left it. While the pair is busy the reader waits
 /// for its writer, if `writer_alive` says the file still has one, for at most
 /// [`MAX_WAIT`]; a pair that stays busy reads with timestamp 0 (unset).
-pub(crate) fn load(words: &[AtomicU64; 2], mut writer_alive: impl FnMut() -> bool) -> (f64, f64) {
+#[inline]
+pub(crate) fn load(words: &[AtomicU64; 2], writer_alive: impl FnMut() -> bool) -> (f64, f64) {
+    // Nearly always: no writer midway, three loads.
+    let [value, stamp] = words;
+    let before = stamp.load(Ordering::Acquire);
+    if before != BUSY {
+        let v = value.load(Ordering::Acquire);
+        if stamp.load(Ordering::Relaxed) == before {
+            return (f64::from_bits(v), f64::from_bits(before));
+        }
+    }
+    load_contended(words, writer_alive)
+}
+
+/// [`load`] when a writer was midway: tries again, then waits.
+#[cold]
+#[inline(never)]
+fn load_contended(words: &[AtomicU64; 2], mut writer_alive: impl FnMut() -> bool) -> (f64, f64) {
     let [value, stamp] = words;
     let mut deadline = None;
     for attempt in 0.. {

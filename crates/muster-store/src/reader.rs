@@ -310,6 +310,7 @@ impl MappedFile {
     ///
     /// `value_pos` must come from this file's entries, which guarantees it is
     /// 8-byte aligned and within the mapping; anything else reads as 0.
+    #[inline]
     pub fn load(&self, value_pos: usize) -> (f64, f64) {
         let alive = || {
             let id = crate::procfs::FileId::new(self.dev, self.ino);
