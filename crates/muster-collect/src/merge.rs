@@ -235,11 +235,14 @@ struct KeyInfo {
 impl KeyInfo {
     /// The labels without the one at `skip`.
     fn labels_without(&self, skip: Option<usize>) -> LabelPairs {
-        let mut labels = self.labels.clone();
-        if let Some(i) = skip {
-            labels.remove(i);
-        }
-        labels
+        // (Copies only the labels kept: the one skipped is not copied.)
+        let kept = |(i, _): &(usize, _)| Some(*i) != skip;
+        self.labels
+            .iter()
+            .enumerate()
+            .filter(kept)
+            .map(|(_, pair)| pair.clone())
+            .collect()
     }
 }
 
