@@ -24,7 +24,7 @@
 //!   memory follows what the directory holds, not what it ever held.
 
 use std::ffi::OsStr;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -176,6 +176,7 @@ struct Series {
 
 /// A histogram's label set: its buckets, `_count` and `_sum`.
 struct HistogramSeries {
+    family: u32,
     /// (bound, bucket sample labels, slot), sorted by bound.
     buckets: Vec<(f64, Arc<Labels>, u32)>,
     base: Arc<Labels>,
@@ -380,7 +381,7 @@ struct MergeState {
     /// (family, sample name, labels) to slot.
     series_index: FastMap<(u32, Arc<str>, Arc<Labels>), u32>,
     histograms: Vec<HistogramSeries>,
-    histogram_index: FastMap<(u32, LabelPairs), u32>,
+    histogram_index: HashTable<u32>,
     /// Bucket bounds as `le` shows them (a few distinct ones, many buckets).
     bound_text: FastMap<u64, String>,
     /// A per-process gauge's series without the process: (family, sample
@@ -1091,19 +1092,39 @@ impl MergeState {
         let family = info.family;
         let sample = info.sample.clone();
         let slot = match fam_kind {
-            MetricKind::Histogram => match info.le {
-                Some(le) => {
-                    let text = &info.labels[le].1;
-                    let bound = parse_python_float(text)
-                        .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
-                    let labels = info.labels_without(Some(le));
-                    self.bucket_slot(family, labels, bound)
+            MetricKind::Histogram => {
+                let bound = match info.le {
+                    Some(le) => {
+                        let text = &info.labels[le].1;
+                        let bound = parse_python_float(text)
+                            .ok_or_else(|| format!("bucket bound le={text:?} is not a number"))?;
+                        Some(bound)
+                    }
+                    // Python and muster write only buckets and `_sum`;
+                    // `_count` comes from the buckets. Anything else is not
+                    // added into `_sum`.
+                    None if sample != self.families[family as usize].sum_name => {
+                        return Err(format!(
+                            "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
+                        )
+                        .into());
+                    }
+                    None => None,
+                };
+                // The series' labels are the key's without `le`: found
+                // without copying them, copied only for a new series.
+                let h = match self.find_histogram(family, &info.labels, info.le) {
+                    Ok(h) => h,
+                    Err(hash) => {
+                        let base = info.labels_without(info.le);
+                        self.add_histogram(family, base, hash)
+                    }
+                };
+                match bound {
+                    Some(bound) => self.bucket_slot(family, h, bound),
+                    None => self.histogram_sum_slot(h, sample),
                 }
-                None => {
-                    let labels = info.labels.clone();
-                    self.histogram_sum_slot(family, sample, labels)?
-                }
-            },
+            }
             MetricKind::Gauge(mode) if mode.is_per_process() => {
                 // One series per process, labelled with its id (which
                 // replaces a label of the same name, as in Python).
@@ -1151,29 +1172,15 @@ impl MergeState {
         Ok(slot)
     }
 
-    /// The `_sum` slot of a histogram entry without `le`.
-    fn histogram_sum_slot(
-        &mut self,
-        family: u32,
-        sample: Arc<str>,
-        labels: LabelPairs,
-    ) -> Result<u32, Arc<str>> {
-        if sample != self.families[family as usize].sum_name {
-            // Python and muster write only buckets and `_sum`; `_count`
-            // comes from the buckets. Anything else is not added into `_sum`.
-            return Err(format!(
-                "histogram entry {sample:?} is neither a `_bucket` (with `le`) nor `_sum`"
-            )
-            .into());
-        }
-        let h = self.histogram_series(family, labels);
+    /// The `_sum` slot (sample name `sample`) of histogram series `h`.
+    fn histogram_sum_slot(&mut self, h: u32, sample: Arc<str>) -> u32 {
         if let Some(slot) = self.histograms[h as usize].sum {
-            return Ok(slot);
+            return slot;
         }
         let base = self.histograms[h as usize].base.clone();
         let slot = self.new_slot(Op::Sum, sample, base);
         self.histograms[h as usize].sum = Some(slot);
-        Ok(slot)
+        slot
     }
 
     /// The slot of the series (`family`, `sample`, `labels`), made (merged
@@ -1203,26 +1210,51 @@ impl MergeState {
         self.accs.push(op)
     }
 
-    fn histogram_series(&mut self, family: u32, labels: LabelPairs) -> u32 {
-        let index_key = (family, labels);
-        if let Some(&h) = self.histogram_index.get(&index_key) {
-            return h;
-        }
+    /// The histogram series of `family` labelled `labels` without the one at
+    /// `skip` (its `le`); else the hash to add it with.
+    fn find_histogram(
+        &self,
+        family: u32,
+        labels: &[(String, String)],
+        skip: Option<usize>,
+    ) -> Result<u32, u64> {
+        let kept = || {
+            let kept = move |(i, _): &(usize, _)| Some(*i) != skip;
+            labels.iter().enumerate().filter(kept).map(|(_, pair)| pair)
+        };
+        let hash = histogram_hash(&self.hasher, family, kept());
+        let histograms = &self.histograms;
+        let same = |&h: &u32| {
+            let series = &histograms[h as usize];
+            series.family == family && series.base.pairs().iter().eq(kept())
+        };
+        self.histogram_index.find(hash, same).copied().ok_or(hash)
+    }
+
+    /// A new histogram series of `family` labelled `base` (`hash` from
+    /// [`Self::find_histogram`]).
+    fn add_histogram(&mut self, family: u32, base: LabelPairs, hash: u64) -> u32 {
         self.histograms.push(HistogramSeries {
+            family,
             buckets: Vec::new(),
-            base: Arc::new(Labels::new(index_key.1.clone())),
+            base: Arc::new(Labels::new(base)),
             sum: None,
         });
         let h = (self.histograms.len() - 1) as u32;
         self.families[family as usize]
             .items
             .push(Item::Histogram(h));
-        self.histogram_index.insert(index_key, h);
+        let (histograms, hasher) = (&self.histograms, &self.hasher);
+        self.histogram_index.insert_unique(hash, h, |&h| {
+            let series = &histograms[h as usize];
+            histogram_hash(hasher, series.family, series.base.pairs().iter())
+        });
         h
     }
 
-    fn bucket_slot(&mut self, family: u32, labels: LabelPairs, bound: f64) -> u32 {
-        let h = self.histogram_series(family, labels) as usize;
+    /// The slot of histogram series `h`'s bucket with bound `bound`, made if new.
+    fn bucket_slot(&mut self, family: u32, h: u32, bound: f64) -> u32 {
+        let h = h as usize;
         let buckets = &self.histograms[h].buckets;
         let pos = buckets.partition_point(|(b, _, _)| *b < bound);
         if let Some((b, _, slot)) = buckets.get(pos) {
@@ -1288,6 +1320,21 @@ impl MergeState {
             }
         }
     }
+}
+
+/// The hash of a histogram series: its family and labels (without `le`).
+fn histogram_hash<'p>(
+    hasher: &impl BuildHasher,
+    family: u32,
+    labels: impl Iterator<Item = &'p (String, String)>,
+) -> u64 {
+    let mut state = hasher.build_hasher();
+    family.hash(&mut state);
+    for (name, value) in labels {
+        name.hash(&mut state);
+        value.hash(&mut state);
+    }
+    state.finish()
 }
 
 /// The file whose entries are being bound.
