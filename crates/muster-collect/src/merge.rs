@@ -388,7 +388,7 @@ struct MergeState {
     /// name, labels but `pid`) to its number, and by number the sample name
     /// and labels; by key number, the key's (or [`NONE`]).
     templates: FastMap<(u32, Arc<str>, LabelPairs), u32>,
-    template_list: Vec<(Arc<str>, LabelPairs)>,
+    template_list: Vec<(Arc<str>, Labels)>,
     key_template: Vec<u32>,
     /// (template, interned process id) to slot.
     per_process: FastMap<(u32, u32), u32>,
@@ -1133,7 +1133,8 @@ impl MergeState {
                         let base = (family, sample, info.labels_without(info.pid));
                         let next = self.template_list.len() as u32;
                         let template = *self.templates.entry(base).or_insert_with_key(|k| {
-                            self.template_list.push((k.1.clone(), k.2.clone()));
+                            self.template_list
+                                .push((k.1.clone(), Labels::new(k.2.clone())));
                             next
                         });
                         self.key_template[key as usize] = template;
@@ -1145,10 +1146,7 @@ impl MergeState {
                     return Ok(slot);
                 }
                 let (sample, base) = &self.template_list[template as usize];
-                let mut labels = Vec::with_capacity(base.len() + 1);
-                labels.extend(base.iter().cloned());
-                labels.push(("pid".to_owned(), file.id.to_owned()));
-                let (sample, labels) = (sample.clone(), Arc::new(Labels::new(labels)));
+                let (sample, labels) = (sample.clone(), Arc::new(base.with("pid", file.id)));
                 let slot = self.new_series(family, Op::Last, sample, labels);
                 self.per_process.insert((template, file.pid), slot);
                 return Ok(slot);
@@ -1262,13 +1260,11 @@ impl MergeState {
                 return *slot;
             }
         }
-        let mut pairs = self.histograms[h].base.pairs().to_vec();
         let le = self
             .bound_text
             .entry(bound.to_bits())
             .or_insert_with(|| muster_store::float_to_go_string(bound));
-        pairs.push(("le".to_owned(), le.clone()));
-        let labels = Arc::new(Labels::new(pairs));
+        let labels = Arc::new(self.histograms[h].base.with("le", le));
         let bucket_name = self.families[family as usize].bucket_name.clone();
         let slot = self.new_slot(Op::Sum, bucket_name, labels.clone());
         self.histograms[h]

@@ -55,6 +55,25 @@ impl Labels {
         Labels { pairs, rendered }
     }
 
+    /// These labels and one more, `name="value"`, last: the same as
+    /// [`Labels::new`] with the pair appended, without rendering these again.
+    pub fn with(&self, name: &str, value: &str) -> Labels {
+        let mut pairs = Vec::with_capacity(self.pairs.len() + 1);
+        pairs.extend(self.pairs.iter().cloned());
+        pairs.push((name.to_owned(), value.to_owned()));
+        let size = self.rendered.len() + name.len() + value.len() + 4;
+        let mut rendered = String::with_capacity(size);
+        rendered.push_str(&self.rendered);
+        if !rendered.is_empty() {
+            rendered.push(',');
+        }
+        rendered.push_str(name);
+        rendered.push_str("=\"");
+        escape_into(&mut rendered, value, true);
+        rendered.push('"');
+        Labels { pairs, rendered }
+    }
+
     /// The name/value pairs.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
@@ -393,5 +412,29 @@ impl std::fmt::Display for Labels {
         f.write_char('{')?;
         f.write_str(&self.rendered)?;
         f.write_char('}')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_added_renders_as_if_the_set_were_made_with_it() {
+        let sets: [&[(&str, &str)]; 3] =
+            [&[], &[("route", "/a")], &[("a", "x\"y\\z\n"), ("b", "")]];
+        for set in sets {
+            let pairs = |extra: Option<(&str, &str)>| {
+                set.iter()
+                    .copied()
+                    .chain(extra)
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect::<Vec<_>>()
+            };
+            for (name, value) in [("le", "+Inf"), ("pid", "w\"1\\")] {
+                let added = Labels::new(pairs(None)).with(name, value);
+                assert_eq!(added, Labels::new(pairs(Some((name, value)))));
+            }
+        }
     }
 }
