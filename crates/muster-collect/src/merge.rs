@@ -236,14 +236,17 @@ struct KeyInfo {
 impl KeyInfo {
     /// The labels without the one at `skip`.
     fn labels_without(&self, skip: Option<usize>) -> LabelPairs {
-        // (Copies only the labels kept: the one skipped is not copied.)
-        let kept = |(i, _): &(usize, _)| Some(*i) != skip;
+        self.labels_kept(skip).cloned().collect()
+    }
+
+    /// The labels but the one at `skip`, where they are.
+    fn labels_kept(&self, skip: Option<usize>) -> impl Iterator<Item = &(String, String)> + Clone {
+        let kept = move |(i, _): &(usize, _)| Some(*i) != skip;
         self.labels
             .iter()
             .enumerate()
             .filter(kept)
-            .map(|(_, pair)| pair.clone())
-            .collect()
+            .map(|(_, pair)| pair)
     }
 }
 
@@ -1113,7 +1116,7 @@ impl MergeState {
                 };
                 // The series' labels are the key's without `le`: found
                 // without copying them, copied only for a new series.
-                let h = match self.find_histogram(family, &info.labels, info.le) {
+                let h = match self.find_histogram(family, info) {
                     Ok(h) => h,
                     Err(hash) => {
                         let base = info.labels_without(info.le);
@@ -1208,23 +1211,15 @@ impl MergeState {
         self.accs.push(op)
     }
 
-    /// The histogram series of `family` labelled `labels` without the one at
-    /// `skip` (its `le`); else the hash to add it with.
-    fn find_histogram(
-        &self,
-        family: u32,
-        labels: &[(String, String)],
-        skip: Option<usize>,
-    ) -> Result<u32, u64> {
-        let kept = || {
-            let kept = move |(i, _): &(usize, _)| Some(*i) != skip;
-            labels.iter().enumerate().filter(kept).map(|(_, pair)| pair)
-        };
-        let hash = histogram_hash(&self.hasher, family, kept());
+    /// The histogram series of `family` that a key (`info`) feeds: labelled
+    /// as the key without its `le`; else the hash to add it with.
+    fn find_histogram(&self, family: u32, info: &KeyInfo) -> Result<u32, u64> {
+        let kept = info.labels_kept(info.le);
+        let hash = histogram_hash(&self.hasher, family, kept.clone());
         let histograms = &self.histograms;
         let same = |&h: &u32| {
             let series = &histograms[h as usize];
-            series.family == family && series.base.pairs().iter().eq(kept())
+            series.family == family && series.base.pairs().iter().eq(kept.clone())
         };
         self.histogram_index.find(hash, same).copied().ok_or(hash)
     }

@@ -43,14 +43,8 @@ impl Labels {
     pub fn new(pairs: Vec<(String, String)>) -> Labels {
         let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let mut rendered = String::with_capacity(size);
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                rendered.push(',');
-            }
-            rendered.push_str(name);
-            rendered.push_str("=\"");
-            escape_into(&mut rendered, value, true);
-            rendered.push('"');
+        for (name, value) in &pairs {
+            render_pair(&mut rendered, name, value);
         }
         Labels { pairs, rendered }
     }
@@ -61,16 +55,10 @@ impl Labels {
         let mut pairs = Vec::with_capacity(self.pairs.len() + 1);
         pairs.extend(self.pairs.iter().cloned());
         pairs.push((name.to_owned(), value.to_owned()));
-        let size = self.rendered.len() + name.len() + value.len() + 4;
-        let mut rendered = String::with_capacity(size);
+        let mut rendered =
+            String::with_capacity(self.rendered.len() + name.len() + value.len() + 4);
         rendered.push_str(&self.rendered);
-        if !rendered.is_empty() {
-            rendered.push(',');
-        }
-        rendered.push_str(name);
-        rendered.push_str("=\"");
-        escape_into(&mut rendered, value, true);
-        rendered.push('"');
+        render_pair(&mut rendered, name, value);
         Labels { pairs, rendered }
     }
 
@@ -92,6 +80,18 @@ impl Labels {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Appends `name="value"` (value escaped) to rendered labels, after a comma
+/// unless it is the first.
+fn render_pair(rendered: &mut String, name: &str, value: &str) {
+    if !rendered.is_empty() {
+        rendered.push(',');
+    }
+    rendered.push_str(name);
+    rendered.push_str("=\"");
+    escape_into(rendered, value, true);
+    rendered.push('"');
 }
 
 /// Escapes `\` and newline, and `"` when `quote`, as the exposition formats

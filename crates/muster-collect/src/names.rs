@@ -174,17 +174,14 @@ fn is_shown_as_is(name: &str, metric: bool) -> bool {
 /// The bytes kept as they are: a name's first (`first`) or any other byte,
 /// of a metric name (`metric`) or a label name.
 const fn kept_bytes(metric: bool, first: bool) -> [bool; 256] {
-    let mut kept = [false; 256];
+    let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        kept[b] = c.is_ascii_alphabetic()
-            || c == b'_'
-            || (metric && c == b':')
-            || (!first && c.is_ascii_digit());
+        // A byte of 128 or more is never kept: as a char it is not ASCII.
+        table[b] = kept(b as u8 as char, first, metric);
         b += 1;
     }
-    kept
+    table
 }
 
 static METRIC_FIRST: [bool; 256] = kept_bytes(true, true);
@@ -206,12 +203,18 @@ fn escape(name: String, metric: bool) -> String {
 
 /// A character a label name may have at position `i`.
 fn label_char(c: char, i: usize) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit())
+    kept(c, i == 0, false)
 }
 
 /// A character a metric name may have at position `i`.
 fn metric_char(c: char, i: usize) -> bool {
-    label_char(c, i) || c == ':'
+    kept(c, i == 0, true)
+}
+
+/// The legacy sets: whether a name (a metric name when `metric`, else a
+/// label name) may have `c` first (`first`) or after, as it is.
+const fn kept(c: char, first: bool, metric: bool) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || (metric && c == ':') || (!first && c.is_ascii_digit())
 }
 
 #[cfg(test)]
