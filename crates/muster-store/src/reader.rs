@@ -265,6 +265,19 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Maps in the pages holding bytes `from..to` in one system call, before
+    /// they are read: one call instead of a page fault every 16 pages.
+    /// Best effort (nothing happens before Linux 5.14).
+    pub fn populate(&self, from: usize, to: usize) {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map {
+            let to = to.min(map.len());
+            if from < to {
+                let _ = map.advise_range(memmap2::Advice::PopulateRead, from, to - from);
+            }
+        }
+    }
+
     /// The mapped bytes (empty for an empty file).
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
