@@ -347,3 +347,52 @@ fn a_big_directory_read_by_several_threads_merges_exactly() {
     assert_eq!(again.value("req_total", &[("route", "new")]), Some(2.0));
     assert_eq!(again, Collector::new(d).collect().unwrap());
 }
+
+/// Hundreds of files, enough for a first scrape to open them in several
+/// threads, with bad ones among them: each file is read (or reported) as
+/// when files are opened one by one, and the totals are exact.
+#[test]
+fn hundreds_of_files_opened_at_once_are_each_read_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const FILES: usize = 300;
+    let all = FileKind::Gauge(GaugeMode::All);
+    let key = encode_key("busy", "busy", &[], "Busy.");
+    for f in 0..FILES {
+        set_with(d, all, &format!("w{f:03}"), &key, |_| f as f64, None);
+    }
+    // Bad files spread through the sorted order, so that each thread of
+    // the opening meets some.
+    std::os::unix::fs::symlink("/etc/passwd", d.join("gauge_all_w000x.db")).unwrap();
+    std::fs::create_dir(d.join("gauge_all_w150x.db")).unwrap();
+    std::fs::write(d.join("gauge_all_w299x.db"), b"").unwrap();
+
+    let mut c = Collector::new(d);
+    let set = c.collect().unwrap();
+    // Each file's values under its own name (the `pid` label comes from it).
+    for f in 0..FILES {
+        let pid = format!("w{f:03}");
+        assert_eq!(set.value("busy", &[("pid", &pid)]), Some(f as f64), "{pid}");
+    }
+    assert_eq!(set.family("busy").unwrap().samples.len(), FILES);
+    assert_eq!(c.file_count(), FILES + 3);
+    let problems: Vec<(&str, &str)> = c
+        .last_errors()
+        .iter()
+        .map(|(f, p)| (f.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (
+                "gauge_all_w000x.db",
+                "not a regular file (a symlink or special file); not followed"
+            ),
+            (
+                "gauge_all_w150x.db",
+                "not a regular file (a symlink or special file); not followed"
+            ),
+            ("gauge_all_w299x.db", "empty file (no header)"),
+        ]
+    );
+}

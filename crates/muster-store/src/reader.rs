@@ -4,7 +4,9 @@
 //! `used` and the file size, and a problem is an error for that file, never a
 //! panic.
 
+use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -208,14 +210,30 @@ impl MappedFile {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    ReadError::NotRegular
-                } else {
-                    ReadError::from(e)
-                }
-            })?;
+            .open(path);
+        MappedFile::map_opened(file)
+    }
+
+    /// Opens the file `name` of the directory open as `dir`, as
+    /// [`MappedFile::open`] does (one path component to look up, not all).
+    pub fn open_in(dir: BorrowedFd<'_>, name: &OsStr) -> Result<MappedFile, ReadError> {
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
+            .map(File::from)
+            .map_err(std::io::Error::from);
+        MappedFile::map_opened(file)
+    }
+
+    /// Maps a file just opened (or says why it could not be opened).
+    fn map_opened(file: std::io::Result<File>) -> Result<MappedFile, ReadError> {
+        let file = file.map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                ReadError::NotRegular
+            } else {
+                ReadError::from(e)
+            }
+        })?;
         let meta = file.metadata()?;
         if !meta.file_type().is_file() {
             return Err(ReadError::NotRegular);
