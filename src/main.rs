@@ -187,7 +187,7 @@ fn raise_open_file_limit() {
 
 fn scrape(dir: &Path, format: FormatArg, escaping: EscapingArg) -> Result<(), String> {
     let exposition = Exposition::new(format.media(), escaping.escaping());
-    let mut collector = Collector::new(dir);
+    let mut collector = Collector::once(dir);
     let mut set = collector.collect().map_err(|e| e.to_string())?;
     collector.append_own_metrics(&mut set);
     let body = exposition.encode(&set);

@@ -90,7 +90,7 @@ pub fn run(args: &PushArgs) -> Result<(), (u8, String)> {
         .group_url(&args.job, &grouping)
         .map_err(|e| usage(e.to_string()))?;
     crate::exporter::check_dir(&args.dir).map_err(|e| usage(e.to_string()))?;
-    let mut collector = Collector::new(&args.dir);
+    let mut collector = Collector::once(&args.dir);
     let mut set = collector.collect().map_err(|e| usage(e.to_string()))?;
     collector.append_own_metrics(&mut set);
     let method = match args.method {

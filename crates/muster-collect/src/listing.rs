@@ -93,7 +93,11 @@ pub(crate) fn open_all(dir: &Path, names: &[&OsStr]) -> Vec<Result<MappedFile, R
         let mut opened = open(first);
         for other in others {
             // An open that panics is a bug the scope passes on.
-            opened.extend(other.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            opened.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
         }
         opened
     })

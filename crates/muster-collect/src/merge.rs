@@ -420,6 +420,10 @@ struct MergeState {
     mark: u64,
     /// Entries of files released (gone, or started over) since the state was built.
     released: usize,
+    /// Whether each file's entries are remembered (where each value is, the
+    /// slot it feeds) for the next scrape: not for a collector made by
+    /// [`Collector::once`].
+    forgets: bool,
 }
 
 /// Merges a multiprocess directory; keep one alive to scrape incrementally.
@@ -440,10 +444,26 @@ pub struct Collector {
 impl Collector {
     /// A collector for `dir`. Nothing is read until [`Collector::collect`].
     pub fn new(dir: impl Into<PathBuf>) -> Collector {
+        Collector::made(dir.into(), false)
+    }
+
+    /// A collector for a process that scrapes once (`muster scrape`,
+    /// `muster push`): it does not note where each entry's value is and
+    /// which series it feeds (eight bytes per entry, written for a next
+    /// scrape that never comes), so each [`Collector::collect`] reads every
+    /// file from the start.
+    pub fn once(dir: impl Into<PathBuf>) -> Collector {
+        Collector::made(dir.into(), true)
+    }
+
+    fn made(dir: PathBuf, forgets: bool) -> Collector {
         Collector {
-            dir: dir.into(),
+            dir,
             files: Vec::new(),
-            state: MergeState::default(),
+            state: MergeState {
+                forgets,
+                ..MergeState::default()
+            },
             gen: 0,
             errors_total: 0,
             last_errors: Vec::new(),
@@ -500,6 +520,9 @@ impl Collector {
     /// and counted in [`Collector::errors_total`]; only an unreadable
     /// directory is an error.
     pub fn collect(&mut self) -> Result<MetricSet, CollectError> {
+        if self.state.forgets && self.gen > 0 {
+            self.rebuild(FastMap::default());
+        }
         let mut changed = self.sync_files()?;
         let live: usize = self.files.iter().map(|(_, t)| t.parsed.entry_count()).sum();
         if self.state.released > live.max(PRUNE_MIN_ENTRIES) {
@@ -749,6 +772,7 @@ impl Collector {
     fn rebuild(&mut self, preset: FastMap<Arc<str>, MetricKind>) {
         self.state = MergeState {
             preset,
+            forgets: self.state.forgets,
             ..MergeState::default()
         };
         for (_, tracked) in &mut self.files {
@@ -910,7 +934,9 @@ impl MergeState {
         }
 
         if let Some(scan) = scanned {
-            parsed.sums.reserve(scan.entries.len());
+            if !self.forgets {
+                parsed.sums.reserve(scan.entries.len());
+            }
             for s in scan.entries {
                 let key = scan.numbers[s.key as usize];
                 let bound =
@@ -961,11 +987,15 @@ impl MergeState {
             (slot, self.accs.is_sum(slot))
         };
         if sum {
-            parsed.sums.push((value_pos, slot));
+            if !self.forgets {
+                parsed.sums.push((value_pos, slot));
+            }
             self.accs.contributors[slot as usize] += 1;
             self.accs.value[slot as usize] += value;
         } else {
-            parsed.others.push((value_pos, slot));
+            if !self.forgets {
+                parsed.others.push((value_pos, slot));
+            }
             self.accs.combine(slot, gen, value, timestamp);
         }
         Ok(())

@@ -396,3 +396,35 @@ fn hundreds_of_files_opened_at_once_are_each_read_or_reported() {
         ]
     );
 }
+
+/// A collector made for one scrape (`muster scrape`, `muster push`) keeps
+/// nothing of the files' entries, so a second scrape with it reads them
+/// all again: it says what a long-lived collector and a fresh one say.
+#[test]
+fn a_collector_for_one_scrape_says_what_a_long_lived_one_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let req = counter_key("req", &[("route", "/a")]);
+    let temp = encode_key("temp", "temp", &[], "h");
+    let mostrecent = FileKind::Gauge(GaugeMode::MostRecent);
+    for w in ["w1", "w2"] {
+        add(d, FileKind::Counter, w, &req, 2.0);
+        set_with(d, mostrecent, w, &temp, |_| 20.0, Some(1.0));
+    }
+    let text = |c: &mut Collector| encode(&c.collect().unwrap(), Format::Text);
+    let mut once = Collector::once(d);
+    let mut long_lived = Collector::new(d);
+    assert_eq!(text(&mut once), text(&mut long_lived));
+    assert!(text(&mut once).contains("req_total{route=\"/a\"} 4.0\n"));
+
+    // Values change, a worker appears, another goes.
+    add(d, FileKind::Counter, "w1", &req, 1.0);
+    add(d, FileKind::Counter, "w3", &req, 10.0);
+    set_with(d, mostrecent, "w3", &temp, |_| 30.0, Some(2.0));
+    std::fs::remove_file(d.join(FileKind::Counter.file_name("w2"))).unwrap();
+    let after = text(&mut once);
+    assert_eq!(after, text(&mut long_lived));
+    assert_eq!(after, text(&mut Collector::new(d)));
+    assert!(after.contains("req_total{route=\"/a\"} 13.0\n"), "{after}");
+    assert!(after.contains("temp 30.0\n"), "{after}");
+}
