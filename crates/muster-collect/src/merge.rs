@@ -34,7 +34,7 @@ use muster_store::reader::{entries, MappedFile, ReadError};
 use muster_store::{FileKind, FileName, GaugeMode};
 
 use crate::key::{parse_key, ParsedKey};
-use crate::listing::{list_metric_files, open_all, Listed};
+use crate::listing::{list_metric_files, Listed};
 use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 use crate::native::MusterFiles;
 use crate::scan::{Job, Keys, Scanned, Shared};
@@ -323,24 +323,6 @@ impl Tracked {
             parsed: Parsed::new(),
             logged: false,
         }
-    }
-
-    /// Keeps the mapping `opened` (or why the file could not be opened,
-    /// its problem until it can); whether it was opened.
-    fn take_opened(&mut self, opened: Result<MappedFile, ReadError>) -> bool {
-        match opened {
-            Ok(map) => {
-                self.map = Some(map);
-                self.open_problem = None;
-                return true;
-            }
-            Err(ReadError::NotRegular) => {
-                self.open_problem =
-                    Some("not a regular file (a symlink or special file); not followed".into());
-            }
-            Err(e) => self.open_problem = Some(e.to_string()),
-        }
-        false
     }
 
     fn problem(&self) -> Option<&String> {
@@ -664,38 +646,32 @@ impl Collector {
         // shows a new inode.)
         let mut known = std::mem::take(&mut self.files).into_iter().peekable();
         let mut files = Vec::with_capacity(listing.len());
-        // Files to open, by index in `files` and whether they are new: new
-        // ones, and known ones that could not be opened before (tried again).
-        let mut to_open = Vec::new();
         let mut changed = false;
         for Listed { name, ino } in listing {
             while let Some((_, mut old)) = known.next_if(|(k, _)| *k < name) {
                 self.state.release(&mut old.parsed);
                 changed = true;
             }
-            let (tracked, new) = match known.next_if(|(k, t)| *k == name && t.ino == ino) {
-                Some((_, kept)) => (kept, false),
-                None => (Tracked::new(ino, &name), true),
-            };
-            changed |= new;
-            if tracked.map.is_none() && tracked.name.is_some() {
-                to_open.push((files.len(), new));
+            match known.next_if(|(k, t)| *k == name && t.ino == ino) {
+                Some((name, mut kept)) => {
+                    if kept.map.is_none() && kept.name.is_some() {
+                        // It could not be opened before: try again.
+                        changed |= self.open_into(&name, &mut kept);
+                    }
+                    files.push((name, kept));
+                }
+                None => {
+                    let mut tracked = Tracked::new(ino, &name);
+                    if tracked.name.is_some()
+                        && !self.open_into(&name, &mut tracked)
+                        && std::fs::symlink_metadata(self.dir.join(&*name)).is_err()
+                    {
+                        continue; // vanished since the listing
+                    }
+                    files.push((name, tracked));
+                    changed = true;
+                }
             }
-            files.push((name, tracked));
-        }
-        let names: Vec<&OsStr> = to_open.iter().map(|&(i, _)| &*files[i].0).collect();
-        let opened = open_all(&self.dir, &names);
-        let mut vanished = Vec::new();
-        for (&(i, new), result) in to_open.iter().zip(opened) {
-            let (name, tracked) = &mut files[i];
-            if tracked.take_opened(result) {
-                changed = true;
-            } else if new && std::fs::symlink_metadata(self.dir.join(&**name)).is_err() {
-                vanished.push(i); // since the listing
-            }
-        }
-        for i in vanished.into_iter().rev() {
-            files.remove(i);
         }
         for (_, mut old) in known {
             self.state.release(&mut old.parsed);
@@ -720,6 +696,27 @@ impl Collector {
             return Ok(self.sync_files()? || changed);
         }
         Ok(changed)
+    }
+
+    /// Opens and maps `name` into `tracked`; whether it worked. A failure
+    /// is the file's problem until it works.
+    fn open_into(&self, name: &OsStr, tracked: &mut Tracked) -> bool {
+        match MappedFile::open(&self.dir.join(name)) {
+            Ok(map) => {
+                tracked.map = Some(map);
+                tracked.open_problem = None;
+                true
+            }
+            Err(ReadError::NotRegular) => {
+                tracked.open_problem =
+                    Some("not a regular file (a symlink or special file); not followed".into());
+                false
+            }
+            Err(e) => {
+                tracked.open_problem = Some(e.to_string());
+                false
+            }
+        }
     }
 
     /// Works out each family's type, mode and help from the files, in sorted

@@ -26,10 +26,6 @@ use muster_store::reader::{entries, MappedFile, ReadError};
 const BYTES_PER_THREAD: usize = 2 << 20;
 /// Most threads a scan uses.
 const MAX_THREADS: usize = 4;
-/// New bytes in a file from which its pages are mapped in at once before
-/// they are read (a page fault maps 16 pages; a first scrape of a Python
-/// file reads hundreds).
-const POPULATE_FROM: usize = 64 << 10;
 
 /// A new entry: where its value is, the scan's number of its key, and the
 /// value and timestamp as loaded.
@@ -254,9 +250,6 @@ fn scan_file<'a>(
 ) -> (usize, Option<ReadError>) {
     let mut end = job.from;
     let mut prev = u32::MAX;
-    if job.to - job.from >= POPULATE_FROM {
-        job.map.populate(job.from, job.to);
-    }
     for entry in entries(job.map.bytes(), job.from, job.to) {
         match entry {
             Ok(entry) => {

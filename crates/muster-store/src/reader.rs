@@ -4,9 +4,7 @@
 //! `used` and the file size, and a problem is an error for that file, never a
 //! panic.
 
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -210,30 +208,14 @@ impl MappedFile {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        MappedFile::map_opened(file)
-    }
-
-    /// Opens the file `name` of the directory open as `dir`, as
-    /// [`MappedFile::open`] does (one path component to look up, not all).
-    pub fn open_in(dir: BorrowedFd<'_>, name: &OsStr) -> Result<MappedFile, ReadError> {
-        use nix::fcntl::OFlag;
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
-            .map(File::from)
-            .map_err(std::io::Error::from);
-        MappedFile::map_opened(file)
-    }
-
-    /// Maps a file just opened (or says why it could not be opened).
-    fn map_opened(file: std::io::Result<File>) -> Result<MappedFile, ReadError> {
-        let file = file.map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                ReadError::NotRegular
-            } else {
-                ReadError::from(e)
-            }
-        })?;
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    ReadError::NotRegular
+                } else {
+                    ReadError::from(e)
+                }
+            })?;
         let meta = file.metadata()?;
         if !meta.file_type().is_file() {
             return Err(ReadError::NotRegular);
@@ -281,19 +263,6 @@ impl MappedFile {
             Some(unsafe { MmapOptions::new().len(size).map(&self.file)? })
         };
         Ok(())
-    }
-
-    /// Maps in the pages holding bytes `from..to` in one system call, before
-    /// they are read: one call instead of a page fault every 16 pages.
-    /// Best effort (nothing happens before Linux 5.14).
-    pub fn populate(&self, from: usize, to: usize) {
-        #[cfg(target_os = "linux")]
-        if let Some(map) = &self.map {
-            let to = to.min(map.len());
-            if from < to {
-                let _ = map.advise_range(memmap2::Advice::PopulateRead, from, to - from);
-            }
-        }
     }
 
     /// The mapped bytes (empty for an empty file).
