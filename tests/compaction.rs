@@ -259,6 +259,20 @@ fn tmpfs_holder(tmp: &Path, mnt: &Path, size: &str) -> Proc {
     Proc::start("tmpfs holder", &mut cmd, &tmp.join("holder.log"))
 }
 
+/// Fills the file system of `path` to the last page with a file there (kept
+/// open: dropping it and removing `path` makes room again).
+fn fill_up(path: &Path) -> std::fs::File {
+    let mut filler = std::fs::File::create(path).unwrap();
+    let chunk = vec![1u8; 4096];
+    let full = loop {
+        if let Err(e) = std::io::Write::write_all(&mut filler, &chunk) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
+    filler
+}
+
 /// A full disk while the fold writes the new archive: the compaction fails
 /// with a clear error and loses nothing (muster and Python read every value
 /// as before, no archive is published); once there is room, the next run
@@ -290,16 +304,8 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
     };
     python_agrees("before");
 
-    // Fill the tmpfs to the last page.
     let filler_path = fs.join("filler");
-    let mut filler = std::fs::File::create(&filler_path).unwrap();
-    let chunk = vec![1u8; 4096];
-    let full = loop {
-        if let Err(e) = std::io::Write::write_all(&mut filler, &chunk) {
-            break e;
-        }
-    };
-    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
+    let filler = fill_up(&filler_path);
 
     let out = compaction_output(&dir, None, &[]);
     let text = output_text(&out);
@@ -330,5 +336,107 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
             "{name} left in {left:?}"
         );
     }
+    drop(holder);
+}
+
+/// A full disk under a live `muster run`: a worker killed while the disk is
+/// full leaves files its supervisor cannot fold (there is no room for the
+/// archive). The supervisor keeps running, says so and tries again; every
+/// scrape (muster's and Python's) still counts the dead worker's values; once
+/// there is room, its files are folded into archives and nothing is lost.
+#[test]
+fn a_full_disk_under_muster_run_delays_compaction_and_loses_nothing() {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let holder = tmpfs_holder(tmp.path(), &mnt, "size=2m,mode=0700");
+    let fs = private_tmpfs::seen_by(holder.pid(), &mnt);
+    let dir = fs.join("multiproc");
+    std::fs::create_dir(&dir).unwrap();
+    // Workers write their metrics as they start while this file exists.
+    let flag = tmp.path().join("write");
+    std::fs::write(&flag, b"").unwrap();
+    let mut cmd = common::muster();
+    cmd.args(["run", "-b", "127.0.0.1:0", "-w", "2", "--log-level", "info"])
+        .arg("--multiproc-dir")
+        .arg(&dir)
+        .arg("--")
+        .arg(python())
+        .arg(py_script("dead_writer.py"))
+        .arg("--live")
+        .arg(&flag)
+        .arg("4");
+    let mut sup = Proc::start("muster run", &mut cmd, &tmp.path().join("run.log"));
+    let wrote = |prefix: &str| -> Vec<u32> {
+        names(tmp.path())
+            .iter()
+            .filter_map(|n| n.strip_prefix(prefix)?.parse().ok())
+            .collect()
+    };
+    let writers = common::wait_until("both workers wrote their metrics", LIMIT, || {
+        sup.assert_running();
+        let pids = wrote("write.");
+        (pids.len() == 2).then_some(pids)
+    });
+    // The workers' samples (not the supervisor's own `muster_*`, which move).
+    let app = |samples: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        kept(samples)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("muster_"))
+            .collect()
+    };
+    let expected = app(muster_samples(&dir));
+    assert_eq!(expected["requests_total{route=/}"], 28.0, "{expected:?}");
+    let both_agree = |context: &str| {
+        assert_close(&expected, &app(muster_samples(&dir)), context);
+        let python = app(python_samples(std::slice::from_ref(&dir)).remove(0));
+        assert_close(&expected, &python, &format!("Python, {context}"));
+    };
+
+    // The disk fills up; replacements write nothing; a worker is killed.
+    std::fs::remove_file(&flag).unwrap();
+    let filler_path = fs.join("filler");
+    let filler = fill_up(&filler_path);
+    let dead = writers[0];
+    // Its files, under their names or as a compaction claimed them
+    // (`<kind>_<pid>-c<n>.db`).
+    let dead_files = |dir: &Path| -> Vec<String> {
+        let (named, claimed) = (format!("_{dead}.db"), format!("_{dead}-c"));
+        names(dir)
+            .into_iter()
+            .filter(|n| n.ends_with(&named) || n.contains(&claimed))
+            .collect()
+    };
+    assert!(!dead_files(&dir).is_empty());
+    // SAFETY: kill only sends a signal, to a worker this test started.
+    assert_eq!(unsafe { libc::kill(dead as i32, libc::SIGKILL) }, 0);
+    let failed = "compaction did not run; it is retried";
+    common::wait_until("two compactions that failed", LIMIT, || {
+        sup.assert_running();
+        (sup.log_text().matches(failed).count() >= 2).then_some(())
+    });
+    let log = sup.log_text();
+    assert!(log.contains("No space left on device"), "{log}");
+    both_agree("disk full");
+    assert!(!dead_files(&dir).is_empty(), "{:?}", names(&dir));
+    assert!(
+        !names(&dir).iter().any(|n| n.ends_with("_archive.db")),
+        "{:?}",
+        names(&dir)
+    );
+
+    // Room again: the next try folds the dead worker's files.
+    drop(filler);
+    std::fs::remove_file(&filler_path).unwrap();
+    common::wait_until("the dead worker's files folded", LIMIT, || {
+        sup.assert_running();
+        let left = names(&dir);
+        (dead_files(&dir).is_empty() && left.iter().any(|n| n.ends_with("_archive.db")))
+            .then_some(())
+    });
+    both_agree("after the fold");
+    let left = names(&dir);
+    assert!(!left.iter().any(|n| n.ends_with(".tmp")), "{left:?}");
+    sup.stop_cleanly(LIMIT);
     drop(holder);
 }

@@ -4,6 +4,7 @@
 usage: dead_writer.py DIR SEED      (files named by this pid, or by the slot in
                                     MUSTER_WORKER_ID; prints the pid)
        dead_writer.py --collect DIR...   (Python's merge of each DIR, as JSON)
+       dead_writer.py --live FLAG SEED   (a worker of `muster run`, see `live`)
 
 Every file kind Python writes: counters (whole and fractional increments), a
 histogram, a summary, and a gauge in each of the modes all, liveall, min, max,
@@ -13,6 +14,7 @@ sum, livesum, mostrecent. Values depend on SEED, so processes differ.
 
 import json
 import os
+import signal
 import sys
 
 
@@ -42,6 +44,19 @@ def write(directory, seed):
     print(os.getpid())
 
 
+def live(flag, seed):
+    """A worker of `muster run` whose app does not import muster_worker, so its
+    files are named by its pid: when FLAG exists as it starts, it writes into
+    PROMETHEUS_MULTIPROC_DIR as a dead writer does and then creates FLAG.<pid>;
+    either way it then waits until it is killed or stopped."""
+    os.environ.pop("MUSTER_WORKER_ID", None)
+    if os.path.exists(flag):
+        write(os.environ["PROMETHEUS_MULTIPROC_DIR"], seed)
+        open("%s.%d" % (flag, os.getpid()), "w").close()
+    while True:
+        signal.pause()
+
+
 def collect(directories):
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -59,6 +74,8 @@ def collect(directories):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--collect"]:
         collect(sys.argv[2:])
+    elif sys.argv[1:2] == ["--live"] and len(sys.argv) == 4:
+        live(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) == 3:
         write(sys.argv[1], int(sys.argv[2]))
     else:
