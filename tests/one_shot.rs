@@ -1,0 +1,51 @@
+//! The set-up of the one-shot commands (`src/one_shot.rs`: glibc's heap grown
+//! in one step, over transparent huge pages) is best effort: where the kernel
+//! refuses huge pages to the process (`prctl(PR_SET_THP_DISABLE)`, as a
+//! container's policy may), `muster scrape` prints the same exposition, and
+//! Python's collector agrees with it.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+
+use common::{
+    assert_same, muster, muster_scrape, python_collect, python_parse, python_write, run_ok,
+};
+
+#[test]
+fn a_scrape_refused_huge_pages_prints_the_same() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).unwrap();
+    python_write(&dir, &["types", "hostile_labels"]);
+    let with = muster_scrape(&dir, "text");
+
+    let mut cmd = muster();
+    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    // SAFETY: prctl only changes this child's memory policy, between fork
+    // and exec; it is inherited across exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let without = run_ok(&mut cmd, b"");
+    assert!(
+        without == with,
+        "with huge pages refused the exposition differs:\n{}\n--- with ---\n{}",
+        String::from_utf8_lossy(&without),
+        String::from_utf8_lossy(&with)
+    );
+
+    let python = python_collect(&dir);
+    assert!(python.len() > 20, "{python:?}");
+    let shown: Vec<String> = python_parse("text", &without, &[])
+        .into_iter()
+        .filter(|s| !s.starts_with("[\"muster_"))
+        .collect();
+    assert_same(&python, &shown, "muster scrape without huge pages");
+}
