@@ -259,6 +259,17 @@ fn tmpfs_holder(tmp: &Path, mnt: &Path, size: &str) -> Proc {
     Proc::start("tmpfs holder", &mut cmd, &tmp.join("holder.log"))
 }
 
+/// A 2 MiB tmpfs held by a process of its own, and a multiprocess directory
+/// on it: (the holder, the tmpfs as this process reaches it, the directory).
+fn small_tmpfs_dir(tmp: &Path) -> (Proc, PathBuf, PathBuf) {
+    let mnt = tmp.join("mnt");
+    let holder = tmpfs_holder(tmp, &mnt, "size=2m,mode=0700");
+    let fs = private_tmpfs::seen_by(holder.pid(), &mnt);
+    let dir = fs.join("multiproc");
+    std::fs::create_dir(&dir).unwrap();
+    (holder, fs, dir)
+}
+
 /// Fills the file system of `path` to the last page with a file there (kept
 /// open: dropping it and removing `path` makes room again).
 fn fill_up(path: &Path) -> std::fs::File {
@@ -280,11 +291,7 @@ fn fill_up(path: &Path) -> std::fs::File {
 #[test]
 fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    let holder = tmpfs_holder(tmp.path(), &mnt, "size=2m,mode=0700");
-    let fs = private_tmpfs::seen_by(holder.pid(), &mnt);
-    let dir = fs.join("multiproc");
-    std::fs::create_dir(&dir).unwrap();
+    let (holder, fs, dir) = small_tmpfs_dir(tmp.path());
     let dead = [dead_python(&dir, 3, None), dead_python(&dir, 5, None)];
     let expected = kept(muster_samples(&dir));
     assert!(expected.len() > 10, "{expected:?}");
@@ -348,11 +355,7 @@ fn a_full_disk_during_the_fold_loses_nothing_and_the_next_run_finishes() {
 fn a_full_disk_under_muster_run_delays_compaction_and_loses_nothing() {
     const LIMIT: Duration = Duration::from_secs(30);
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    let holder = tmpfs_holder(tmp.path(), &mnt, "size=2m,mode=0700");
-    let fs = private_tmpfs::seen_by(holder.pid(), &mnt);
-    let dir = fs.join("multiproc");
-    std::fs::create_dir(&dir).unwrap();
+    let (holder, fs, dir) = small_tmpfs_dir(tmp.path());
     // Workers write their metrics as they start while this file exists.
     let flag = tmp.path().join("write");
     std::fs::write(&flag, b"").unwrap();
