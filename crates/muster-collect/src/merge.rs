@@ -983,16 +983,18 @@ impl MergeState {
             let slot = self.slot_for(key, file)?;
             (slot, self.accs.is_sum(slot))
         };
+        if !self.forgets {
+            let noted = if sum {
+                &mut parsed.sums
+            } else {
+                &mut parsed.others
+            };
+            noted.push((value_pos, slot));
+        }
         if sum {
-            if !self.forgets {
-                parsed.sums.push((value_pos, slot));
-            }
             self.accs.contributors[slot as usize] += 1;
             self.accs.value[slot as usize] += value;
         } else {
-            if !self.forgets {
-                parsed.others.push((value_pos, slot));
-            }
             self.accs.combine(slot, gen, value, timestamp);
         }
         Ok(())
