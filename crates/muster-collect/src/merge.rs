@@ -369,8 +369,9 @@ struct MergeState {
     /// Distinct keys (their numbers), by the hash of their bytes.
     keys: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
-    /// By key number: its bytes and what they say.
+    /// By key number: its bytes, their hash and what they say.
     key_raw: Vec<Box<[u8]>>,
+    key_hash: Vec<u64>,
     key_info: Vec<Result<KeyInfo, Arc<str>>>,
     /// By key number, what the hot loop needs (12 bytes a key, so the table
     /// stays in the CPU's cache).
@@ -588,13 +589,13 @@ impl Collector {
             .collect();
         let mut grew = false;
         let mut items = work.iter_mut();
-        let (shared, helpers) = Shared::new(&jobs);
+        let (shared, helpers) = Shared::new(&jobs, state.hasher);
         std::thread::scope(|scope| {
             let shared = &shared;
             for scanner in 1..=helpers {
                 scope.spawn(move || shared.help(scanner));
             }
-            let mut own = Keys::new();
+            let mut own = Keys::new(state.hasher);
             // By scanning thread: its key numbers as the state numbers them,
             // and the keys' bytes.
             let mut known: Vec<(Vec<u32>, Vec<&[u8]>)> = vec![Default::default(); helpers + 1];
@@ -607,8 +608,8 @@ impl Collector {
                     break;
                 };
                 let (numbers, raw) = &mut known[result.scanner];
-                for key in result.new_keys {
-                    numbers.push(state.intern_key(key));
+                for (key, hash) in result.new_keys {
+                    numbers.push(state.intern_hashed(key, hash));
                     raw.push(key);
                 }
                 let scan = ScanView {
@@ -1002,22 +1003,19 @@ impl MergeState {
 
     /// The number of a key's bytes, parsing them if they are new.
     fn intern_key(&mut self, raw: &[u8]) -> u32 {
-        match self.find_key(raw) {
-            Ok(key) => key,
-            Err(hash) => {
+        self.intern_hashed(raw, self.hasher.hash_one(raw))
+    }
+
+    /// [`MergeState::intern_key`] for bytes whose hash (by `self.hasher`)
+    /// a scan thread made.
+    fn intern_hashed(&mut self, raw: &[u8], hash: u64) -> u32 {
+        let known = &self.key_raw;
+        match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
+            Some(&key) => key,
+            None => {
                 let parsed = parse_key(raw);
                 self.add_key(raw, hash, parsed)
             }
-        }
-    }
-
-    /// The number of a known key, or the hash to add it with.
-    fn find_key(&self, raw: &[u8]) -> Result<u32, u64> {
-        let hash = self.hasher.hash_one(raw);
-        let known = &self.key_raw;
-        match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
-            Some(&key) => Ok(key),
-            None => Err(hash),
         }
     }
 
@@ -1033,9 +1031,9 @@ impl MergeState {
         self.key_info.push(info);
         self.key_template.push(NONE);
         self.key_raw.push(raw.into());
-        let (known, hasher) = (&self.key_raw, &self.hasher);
-        self.keys
-            .insert_unique(hash, key, |&k| hasher.hash_one(&*known[k as usize]));
+        self.key_hash.push(hash);
+        let hashes = &self.key_hash;
+        self.keys.insert_unique(hash, key, |&k| hashes[k as usize]);
         key
     }
 

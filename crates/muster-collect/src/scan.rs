@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use muster_store::reader::{entries, MappedFile, ReadError};
 
@@ -48,26 +49,30 @@ pub(crate) struct FileScan<'a> {
     /// thread's (0 is the merging thread).
     pub(crate) scanner: usize,
     /// The keys that thread met first in this file, in the order it
-    /// numbered them.
-    pub(crate) new_keys: Vec<&'a [u8]>,
+    /// numbered them, with their hashes (by the merge state's hasher).
+    pub(crate) new_keys: Vec<(&'a [u8], u64)>,
 }
 
 /// The distinct keys one thread met, numbered in the order it met them.
 pub(crate) struct Keys<'a> {
     table: HashTable<u32>,
-    // Each thread's table is private: any fixed hash will do.
-    hasher: foldhash::fast::FixedState,
+    /// The merge state's hasher, so that it need not hash new keys again.
+    hasher: RandomState,
     raw: Vec<&'a [u8]>,
+    /// By key number, its hash: the table grows without hashing keys again.
+    hashes: Vec<u64>,
     /// The key that followed each key last.
     next: Vec<u32>,
 }
 
 impl<'a> Keys<'a> {
-    pub(crate) fn new() -> Keys<'a> {
+    /// No keys yet; hashes will be made by `hasher`.
+    pub(crate) fn new(hasher: RandomState) -> Keys<'a> {
         Keys {
             table: HashTable::new(),
-            hasher: foldhash::fast::FixedState::default(),
+            hasher,
             raw: Vec::new(),
+            hashes: Vec::new(),
             next: Vec::new(),
         }
     }
@@ -86,10 +91,10 @@ impl<'a> Keys<'a> {
             None => {
                 let key = self.raw.len() as u32;
                 self.raw.push(raw);
+                self.hashes.push(hash);
                 self.next.push(u32::MAX);
-                let (known, hasher) = (&self.raw, &self.hasher);
-                self.table
-                    .insert_unique(hash, key, |&k| hasher.hash_one(known[k as usize]));
+                let hashes = &self.hashes;
+                self.table.insert_unique(hash, key, |&k| hashes[k as usize]);
                 key
             }
         };
@@ -111,6 +116,8 @@ pub(crate) struct Job<'a> {
 /// helpers ([`Shared::help`]) and the merging thread ([`Shared::take`]).
 pub(crate) struct Shared<'j, 'a> {
     jobs: &'j [Job<'a>],
+    /// The hasher of every thread's keys.
+    hasher: RandomState,
     /// The first job nobody has taken.
     next: AtomicUsize,
     done: Mutex<Done<'a>>,
@@ -141,7 +148,7 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// The jobs to scan, and how many helper threads should scan them: none
     /// for less than a few megabytes of new entries, else one per core
     /// beside the merging thread (at most [`MAX_THREADS`] threads in all).
-    pub(crate) fn new(jobs: &'j [Job<'a>]) -> (Shared<'j, 'a>, usize) {
+    pub(crate) fn new(jobs: &'j [Job<'a>], hasher: RandomState) -> (Shared<'j, 'a>, usize) {
         let bytes: usize = jobs.iter().map(|j| j.to - j.from).sum();
         // A warm scrape reads a few entries, if any: it does not ask how many
         // cores there are (a look at the cgroup's CPU quota, not free).
@@ -154,6 +161,7 @@ impl<'j, 'a> Shared<'j, 'a> {
         };
         let shared = Shared {
             jobs,
+            hasher,
             next: AtomicUsize::new(0),
             done: Mutex::new(Done {
                 results: jobs.iter().map(|_| None).collect(),
@@ -188,7 +196,11 @@ impl<'j, 'a> Shared<'j, 'a> {
             end,
             problem,
             scanner,
-            new_keys: keys.raw[known..].to_vec(),
+            new_keys: keys.raw[known..]
+                .iter()
+                .copied()
+                .zip(keys.hashes[known..].iter().copied())
+                .collect(),
         }
     }
 
@@ -201,7 +213,7 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// A helper thread's work: scans jobs until none is left.
     pub(crate) fn help(&self, scanner: usize) {
         let _stopped = Stopped(self);
-        let mut keys = Keys::new();
+        let mut keys = Keys::new(self.hasher);
         while let Some(i) = self.claim() {
             let scan = self.scan(i, &mut keys, scanner);
             self.lock().results[i] = Some(scan);
