@@ -47,6 +47,11 @@ type LabelPairs = Vec<(String, String)>;
 /// the live ones are.
 const PRUNE_MIN_ENTRIES: usize = 1024;
 
+/// Files whose header was never read from which a scrape reads headers in
+/// two threads ([`touch_headers`]): 256 files gain 7 to 9% of a one-shot
+/// scrape's time, 16 lose more than the thread costs.
+const TOUCH_HEADERS_FILES: usize = 64;
+
 /// Why a scrape could not run at all (bad files never cause this).
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -564,6 +569,13 @@ impl Collector {
     fn merge_files(&mut self) -> bool {
         self.gen += 1;
         let gen = self.gen;
+        let unread = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.map.is_some() && t.used.is_none());
+        if unread.count() >= TOUCH_HEADERS_FILES {
+            touch_headers(&self.files);
+        }
         let state = &mut self.state;
         for (_, tracked) in &mut self.files {
             tracked.check_header(state);
@@ -1377,6 +1389,29 @@ type Work<'a> = (
     Option<(&'a FileName, usize)>,
     &'a mut Parsed,
 );
+
+/// Reads the header of every file once, in two threads, each taking the
+/// next file nobody has taken (a first scrape of many files, see
+/// [`TOUCH_HEADERS_FILES`]): the first read of a file's header is a page
+/// fault that maps its first pages, about 6 µs each, and the headers are
+/// read before anything else can start. The thread's core is also awake
+/// when the scan's helper starts right after.
+fn touch_headers(files: &[(Box<OsStr>, Tracked)]) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let touch = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some((_, tracked)) = files.get(i) else {
+            break;
+        };
+        if let Some(map) = &tracked.map {
+            let _ = std::hint::black_box(map.used());
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(touch);
+        touch();
+    });
+}
 
 /// Whether a file being merged has entries appended since the last scrape.
 fn has_new_entries((_, header, parsed): &Work<'_>) -> bool {
