@@ -1,8 +1,9 @@
-//! The set-up of the one-shot commands (`src/one_shot.rs`: glibc's heap grown
-//! in one step, over transparent huge pages) is best effort: where the kernel
-//! refuses huge pages to the process (`prctl(PR_SET_THP_DISABLE)`, as a
-//! container's policy may), `muster scrape` prints the same exposition, and
-//! Python's collector agrees with it.
+//! The set-up of the one-shot commands (`src/one_shot.rs`: an allocation
+//! region that is never freed, over transparent huge pages) is best effort
+//! and takes nothing from the scrape: where the kernel refuses huge pages to
+//! the process (`prctl(PR_SET_THP_DISABLE)`, as a container's policy may),
+//! or the process's address space is limited (`ulimit -v`), `muster scrape`
+//! prints the same exposition, and Python's collector agrees with it.
 
 mod common;
 
@@ -48,4 +49,61 @@ fn a_scrape_refused_huge_pages_prints_the_same() {
         .filter(|s| !s.starts_with("[\"muster_"))
         .collect();
     assert_same(&python, &shown, "muster scrape without huge pages");
+}
+
+/// The address space the one-shot region sets aside when nothing limits it
+/// (`src/one_shot.rs`).
+const REGION: u64 = 4 << 30;
+
+#[test]
+fn a_scrape_under_an_address_space_limit_maps_every_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).unwrap();
+    python_write(&dir, &["types", "hostile_labels"]);
+    let unlimited = muster_scrape(&dir, "text");
+
+    // Just more than the region: had it taken its usual size, nothing would
+    // be left to map the files (or the program) in.
+    let limit = REGION + (32 << 20);
+    let mut cmd = muster();
+    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    // SAFETY: setrlimit only changes this child's limit, between fork and
+    // exec; it is inherited across exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().expect("muster scrape runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "muster scrape failed: {stderr}");
+    assert!(
+        !stderr.contains("skipping"),
+        "files skipped under the limit: {stderr}"
+    );
+    assert!(
+        out.stdout == unlimited,
+        "under an address-space limit the exposition differs:\n{}\n--- without ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&unlimited)
+    );
+    let python = python_collect(&dir);
+    let shown: Vec<String> = python_parse("text", &out.stdout, &[])
+        .into_iter()
+        .filter(|s| !s.starts_with("[\"muster_"))
+        .collect();
+    assert_same(
+        &python,
+        &shown,
+        "muster scrape under an address-space limit",
+    );
 }
