@@ -4,11 +4,6 @@ mod exporter;
 mod one_shot;
 mod push;
 
-/// The system allocator, or for `scrape` and `push` a region they never
-/// free (see `one_shot`).
-#[global_allocator]
-static ALLOCATOR: one_shot::Allocator = one_shot::Allocator::new();
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -131,7 +126,7 @@ fn main() -> ExitCode {
         raise_open_file_limit();
     }
     if matches!(cli.command, Command::Scrape { .. } | Command::Push(_)) {
-        one_shot::set_up(&ALLOCATOR);
+        one_shot::grow_heap_in_huge_pages();
     }
     // Each command's error: the prefix of its message, the exit code and the message.
     let usage = |message: String| (2, message);
