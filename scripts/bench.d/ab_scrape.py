@@ -10,6 +10,11 @@ After one warm-up of each, every round runs each command once, in an order
 shuffled from round to round, so that other load on a shared machine falls on
 all alike. Prints the median, first quartile and mean wall time (spawn to
 exit) of each.
+
+Runs back to back get the memory the run before just freed: a change that
+touches more fresh memory (huge pages especially) can look faster here and be
+slower with other work in between, as in real use. Judge such changes with
+cold_scrape.py and 61 rounds or more (docs/benchmarks-by-hand.md).
 """
 
 import argparse
