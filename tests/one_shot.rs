@@ -3,11 +3,15 @@
 //! from the scrape: where the kernel refuses huge pages to the process
 //! (`prctl(PR_SET_THP_DISABLE)`, as a container's policy may), or the
 //! process's address space is limited (`ulimit -v`), `muster scrape` prints
-//! the same exposition, and Python's collector agrees with it.
+//! the same exposition, and Python's collector agrees with it. A scrape that
+//! cannot start threads (a container's `pids.max` reached, `ulimit -u`)
+//! reads every file in one thread.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use common::{
     assert_same, muster, muster_scrape, python_collect, python_parse, python_write, run_ok,
@@ -50,7 +54,6 @@ fn a_scrape_refused_huge_pages_prints_the_same() {
         .collect();
     assert_same(&python, &shown, "muster scrape without huge pages");
 }
-
 
 #[test]
 fn a_scrape_under_an_address_space_limit_maps_every_file() {
@@ -105,4 +108,64 @@ fn a_scrape_under_an_address_space_limit_maps_every_file() {
         &shown,
         "muster scrape under an address-space limit",
     );
+}
+
+#[test]
+fn a_scrape_that_cannot_start_threads_reads_every_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Readable by the unprivileged user the scrape runs as (below).
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("mp");
+    // 16 gunicorn-like workers: 64 files, 13 MB of entries, enough for a
+    // first scrape to read headers and entries in several threads.
+    run_ok(
+        Command::new(common::python())
+            .arg(common::root().join("scripts/bench.d/gen_dir.py"))
+            .arg(&dir)
+            .arg("16"),
+        b"",
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unlimited = muster_scrape(&dir, "text");
+
+    let mut cmd = muster();
+    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    // SAFETY: set*id and setrlimit only change this child, between fork and
+    // exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The limit on a user's tasks binds every user but root: run as
+            // nobody when the tests run as root.
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            let one = libc::rlimit {
+                rlim_cur: 1,
+                rlim_max: 1,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &one) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("muster scrape runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "muster scrape without threads failed ({}): {stderr}",
+        out.status
+    );
+    assert!(
+        out.stdout == unlimited,
+        "without threads the exposition differs:\n{}\n--- with ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&unlimited)
+    );
+    let python = python_collect(&dir);
+    let shown: Vec<String> = python_parse("text", &out.stdout, &[])
+        .into_iter()
+        .filter(|s| !s.starts_with("[\"muster_"))
+        .collect();
+    assert_same(&python, &shown, "muster scrape without threads");
 }

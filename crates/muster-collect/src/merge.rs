@@ -605,7 +605,14 @@ impl Collector {
         std::thread::scope(|scope| {
             let shared = &shared;
             for scanner in 1..=helpers {
-                scope.spawn(move || shared.help(scanner));
+                let started = std::thread::Builder::new()
+                    .name("scan".into())
+                    .spawn_scoped(scope, move || shared.help(scanner));
+                if started.is_err() {
+                    // No thread to be had (a container's task limit): this
+                    // thread scans the files itself.
+                    shared.helper_stopped();
+                }
             }
             let mut own = Keys::new(state.hasher);
             // By scanning thread: its key numbers as the state numbers them,
@@ -1408,7 +1415,11 @@ fn touch_headers(files: &[(Box<OsStr>, Tracked)]) {
         }
     };
     std::thread::scope(|scope| {
-        scope.spawn(touch);
+        // Without a second thread (a container's task limit), this one
+        // reads them all.
+        let _ = std::thread::Builder::new()
+            .name("headers".into())
+            .spawn_scoped(scope, touch);
         touch();
     });
 }

@@ -139,8 +139,7 @@ struct Stopped<'s, 'j, 'a>(&'s Shared<'j, 'a>);
 
 impl Drop for Stopped<'_, '_, '_> {
     fn drop(&mut self) {
-        self.0.lock().helpers -= 1;
-        self.0.ready.notify_all();
+        self.0.helper_stopped();
     }
 }
 
@@ -208,6 +207,13 @@ impl<'j, 'a> Shared<'j, 'a> {
     pub(crate) fn give_back(&self, mut entries: Vec<Scanned>) {
         entries.clear();
         self.lock().spare.push(entries);
+    }
+
+    /// Counts a helper out: it stopped, or could not be started (no thread
+    /// to be had); the jobs it would have taken are the others'.
+    pub(crate) fn helper_stopped(&self) {
+        self.lock().helpers -= 1;
+        self.ready.notify_all();
     }
 
     /// A helper thread's work: scans jobs until none is left.
