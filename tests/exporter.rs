@@ -7,6 +7,7 @@ mod common;
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -546,6 +547,28 @@ fn exporter_reads_more_files_than_its_soft_descriptor_limit() {
     assert_eq!(
         sample_value(&common::muster_scrape(&dir, "text"), "jobs_total"),
         Some(FILES as f64)
+    );
+}
+
+#[test]
+fn a_reached_task_limit_is_a_clear_error_never_a_panic() {
+    // A container whose pids.max is reached: the exporter cannot start its
+    // runtime's threads.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut cmd = muster();
+    cmd.args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(&dir);
+    common::limit_tasks(&mut cmd, 1);
+    let out = common::run_with_input(&mut cmd, b"", START);
+    let log = common::output_text(&out);
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("cannot start 2 threads") && log.contains("pids.max"),
+        "the error names the cause:\n{log}"
     );
 }
 

@@ -130,25 +130,7 @@ fn a_scrape_that_cannot_start_threads_reads_every_file() {
 
     let mut cmd = muster();
     cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
-    // SAFETY: set*id and setrlimit only change this child, between fork and
-    // exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            // The limit on a user's tasks binds every user but root: run as
-            // nobody when the tests run as root.
-            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
-                return Err(std::io::Error::last_os_error());
-            }
-            let one = libc::rlimit {
-                rlim_cur: 1,
-                rlim_max: 1,
-            };
-            if libc::setrlimit(libc::RLIMIT_NPROC, &one) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_tasks(&mut cmd, 1);
     let out = cmd.output().expect("muster scrape runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -901,3 +901,29 @@ pub fn limit_descriptors(cmd: &mut Command, n: u64) {
         });
     }
 }
+
+/// Makes `cmd` run with at most `n` tasks (processes and threads) for its
+/// user, as a container's reached `pids.max` or an operator's `ulimit -u`
+/// would leave it. The limit binds every user but root, so when the tests
+/// run as root the command runs as `nobody` (65534): what it reads must be
+/// readable by all.
+pub fn limit_tasks(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: set*id and setrlimit are async-signal-safe; nothing else runs
+    // in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
