@@ -11,22 +11,65 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::{
     assert_same, muster, muster_scrape, python_collect, python_parse, python_write, run_ok,
 };
 
+/// `muster scrape --format text` of `dir`, to be run under some limit.
+fn scrape_command(dir: &Path) -> Command {
+    let mut cmd = muster();
+    cmd.args(["scrape", "--format", "text", "--dir"]).arg(dir);
+    cmd
+}
+
+/// Runs `cmd` (see [`scrape_command`]) and checks that it succeeds without
+/// a panic or a skipped file, prints `expected` (the scrape of `dir` without
+/// the limit), and that Python's collector agrees with what it printed.
+fn assert_scrape_unchanged(mut cmd: Command, dir: &Path, expected: &[u8], limit: &str) {
+    let out = cmd.output().expect("muster scrape runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "muster scrape {limit} failed ({}): {stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("skipping"),
+        "files skipped {limit}: {stderr}"
+    );
+    assert!(
+        out.stdout == expected,
+        "{limit} the exposition differs:\n{}\n--- without ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(expected)
+    );
+    let python = python_collect(dir);
+    assert!(python.len() > 20, "{python:?}");
+    let shown: Vec<String> = python_parse("text", &out.stdout, &[])
+        .into_iter()
+        .filter(|s| !s.starts_with("[\"muster_"))
+        .collect();
+    assert_same(&python, &shown, &format!("muster scrape {limit}"));
+}
+
+/// A directory Python's writers filled with every metric type and hostile
+/// label values, and muster's scrape of it without any limit.
+fn python_dir(tmp: &Path) -> (std::path::PathBuf, Vec<u8>) {
+    let dir = tmp.join("mp");
+    std::fs::create_dir(&dir).unwrap();
+    python_write(&dir, &["types", "hostile_labels"]);
+    let unlimited = muster_scrape(&dir, "text");
+    (dir, unlimited)
+}
+
 #[test]
 fn a_scrape_refused_huge_pages_prints_the_same() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
-    python_write(&dir, &["types", "hostile_labels"]);
-    let with = muster_scrape(&dir, "text");
-
-    let mut cmd = muster();
-    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    let (dir, unlimited) = python_dir(tmp.path());
+    let mut cmd = scrape_command(&dir);
     // SAFETY: prctl only changes this child's memory policy, between fork
     // and exec; it is inherited across exec.
     unsafe {
@@ -38,76 +81,25 @@ fn a_scrape_refused_huge_pages_prints_the_same() {
             }
         });
     }
-    let without = run_ok(&mut cmd, b"");
-    assert!(
-        without == with,
-        "with huge pages refused the exposition differs:\n{}\n--- with ---\n{}",
-        String::from_utf8_lossy(&without),
-        String::from_utf8_lossy(&with)
-    );
-
-    let python = python_collect(&dir);
-    assert!(python.len() > 20, "{python:?}");
-    let shown: Vec<String> = python_parse("text", &without, &[])
-        .into_iter()
-        .filter(|s| !s.starts_with("[\"muster_"))
-        .collect();
-    assert_same(&python, &shown, "muster scrape without huge pages");
+    assert_scrape_unchanged(cmd, &dir, &unlimited, "with huge pages refused");
 }
 
 #[test]
 fn a_scrape_under_an_address_space_limit_maps_every_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
-    python_write(&dir, &["types", "hostile_labels"]);
-    let unlimited = muster_scrape(&dir, "text");
-
+    let (dir, unlimited) = python_dir(tmp.path());
     // A tight but ordinary limit: the program, its heap and the files fit
     // in it many times over, unless the set-up sets address space aside
     // (an allocation region of 4 GiB, tried once, left no room to map the
     // files under a limit just above it).
     let limit: u64 = 1 << 30;
-    let mut cmd = muster();
-    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    let mut cmd = scrape_command(&dir);
     // SAFETY: setrlimit only changes this child's limit, between fork and
     // exec; it is inherited across exec.
     unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
+        cmd.pre_exec(move || common::set_limit(libc::RLIMIT_AS, limit));
     }
-    let out = cmd.output().expect("muster scrape runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "muster scrape failed: {stderr}");
-    assert!(
-        !stderr.contains("skipping"),
-        "files skipped under the limit: {stderr}"
-    );
-    assert!(
-        out.stdout == unlimited,
-        "under an address-space limit the exposition differs:\n{}\n--- without ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&unlimited)
-    );
-    let python = python_collect(&dir);
-    let shown: Vec<String> = python_parse("text", &out.stdout, &[])
-        .into_iter()
-        .filter(|s| !s.starts_with("[\"muster_"))
-        .collect();
-    assert_same(
-        &python,
-        &shown,
-        "muster scrape under an address-space limit",
-    );
+    assert_scrape_unchanged(cmd, &dir, &unlimited, "under an address-space limit");
 }
 
 #[test]
@@ -127,27 +119,7 @@ fn a_scrape_that_cannot_start_threads_reads_every_file() {
     );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let unlimited = muster_scrape(&dir, "text");
-
-    let mut cmd = muster();
-    cmd.args(["scrape", "--format", "text", "--dir"]).arg(&dir);
+    let mut cmd = scrape_command(&dir);
     common::limit_tasks(&mut cmd, 1);
-    let out = cmd.output().expect("muster scrape runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !stderr.contains("panicked"),
-        "muster scrape without threads failed ({}): {stderr}",
-        out.status
-    );
-    assert!(
-        out.stdout == unlimited,
-        "without threads the exposition differs:\n{}\n--- with ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&unlimited)
-    );
-    let python = python_collect(&dir);
-    let shown: Vec<String> = python_parse("text", &out.stdout, &[])
-        .into_iter()
-        .filter(|s| !s.starts_with("[\"muster_"))
-        .collect();
-    assert_same(&python, &shown, "muster scrape without threads");
+    assert_scrape_unchanged(cmd, &dir, &unlimited, "without threads");
 }

@@ -889,16 +889,7 @@ pub fn limit_descriptors(cmd: &mut Command, n: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: n,
-                rlim_max: n,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || set_limit(libc::RLIMIT_NOFILE, n));
     }
 }
 
@@ -916,14 +907,22 @@ pub fn limit_tasks(cmd: &mut Command, n: u64) {
             if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
                 return Err(std::io::Error::last_os_error());
             }
-            let lim = libc::rlimit {
-                rlim_cur: n,
-                rlim_max: n,
-            };
-            if libc::setrlimit(libc::RLIMIT_NPROC, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            set_limit(libc::RLIMIT_NPROC, n)
         });
+    }
+}
+
+/// Sets both the soft and the hard `resource` limit of this process to `n`
+/// (async-signal-safe: for `pre_exec`).
+pub fn set_limit(resource: libc::__rlimit_resource_t, n: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(resource, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
