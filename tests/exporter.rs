@@ -550,6 +550,116 @@ fn exporter_reads_more_files_than_its_soft_descriptor_limit() {
     );
 }
 
+/// Shrinks `file` to `len` bytes, as `truncate -s LEN` does.
+fn truncate(file: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .expect("open")
+        .set_len(len)
+        .expect("truncate");
+}
+
+/// Scrapes twice and checks each time that the exporter lives, counts a
+/// bad file, and serves what Python's collector sees in `rest` (the files
+/// nobody shrank), leaving out samples of the families in `shrunk`.
+fn assert_serves_the_rest(
+    p: &mut Proc,
+    addr: SocketAddr,
+    rest: &Path,
+    shrunk: &[&str],
+    what: &str,
+) {
+    let keep = |s: &String| {
+        !s.starts_with("[\"muster_scrape_errors_total")
+            && !shrunk.iter().any(|f| s.starts_with(&format!("[\"{f}")))
+    };
+    for round in ["first scrape", "second scrape"] {
+        assert!(
+            p.try_exit().is_none(),
+            "the exporter died:\n{}",
+            p.log_text()
+        );
+        let expected: Samples = python_collect(rest).into_iter().filter(keep).collect();
+        let (_, body) = scrape(addr, None, false);
+        let got: Samples = without_own(python_parse("text", &body, &[]))
+            .into_iter()
+            .filter(keep)
+            .collect();
+        assert_same(&expected, &got, &format!("{round} after {what}"));
+        assert!(
+            sample_value(&body, "muster_scrape_errors_total").is_some_and(|v| v >= 1.0),
+            "{round} after {what}: a bad file is counted:\n{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[test]
+fn a_file_truncated_under_the_exporter_is_reported_and_the_rest_served() {
+    // Someone shrinks files of the directory while the exporter has them
+    // mapped (`> counter_x.db`, `truncate -s`, a clean-up script): reading a
+    // mapped file past its new end raises SIGBUS.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).expect("mkdir");
+    python_write(&dir, &["types"]);
+    python_grow(&dir, 3000);
+    let (mut p, addr) = start_exporter(&dir, tmp.path(), &[]);
+    assert_exporter_matches_python(addr, &dir, "before");
+
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains("grower"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    let emptied = names[0].clone();
+    let grower = "counter_grower.db";
+    assert!(
+        std::fs::metadata(dir.join(grower)).expect("grown").len() > 64 << 10,
+        "the grown file spans many pages"
+    );
+    // The files nobody shrank, as Python sees them (Python's collector fails
+    // on the whole directory with a shrunk file in it).
+    let rest = tmp.path().join("rest");
+    std::fs::create_dir(&rest).expect("mkdir");
+    for entry in std::fs::read_dir(&dir).expect("list") {
+        let name = entry.expect("entry").file_name();
+        if name != *emptied && name != grower {
+            std::fs::copy(dir.join(&name), rest.join(&name)).expect("copy");
+        }
+    }
+    std::fs::copy(dir.join(grower), tmp.path().join(grower)).expect("keep");
+
+    // Emptied: its header is gone.
+    truncate(&dir.join(&emptied), 0);
+    std::fs::copy(tmp.path().join(grower), rest.join(grower)).expect("copy");
+    assert_serves_the_rest(&mut p, addr, &rest, &[], &format!("{emptied} was emptied"));
+
+    // Cut to two pages: its header says more is in use than is left.
+    truncate(&dir.join(grower), 8192);
+    std::fs::remove_file(rest.join(grower)).expect("rm");
+    assert_serves_the_rest(
+        &mut p,
+        addr,
+        &rest,
+        &["grow_events"],
+        "counter_grower.db was cut short",
+    );
+
+    let log = p.log_text();
+    for file in [emptied.as_str(), grower] {
+        assert!(
+            log.contains(&format!(
+                "skipping bad metric file (or its bad part) file={file}"
+            )),
+            "{file} is named in the log:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn a_reached_task_limit_is_a_clear_error_never_a_panic() {
     // A container whose pids.max is reached: the exporter cannot start its

@@ -215,6 +215,9 @@ impl<'a> Compaction<'a> {
 
     /// Runs the compaction: recovery, claim, check, fold, unlink.
     pub fn run(mut self) -> Result<Report, CompactError> {
+        // A file someone shrinks meanwhile reads as zeros (a bad file), not
+        // a dead supervisor.
+        let _reading = muster_store::shrunk::reading();
         let deadline = Instant::now() + self.lock_wait;
         let busy = || CompactError::Busy(self.dir.join(LOCK_FILE));
         let _turn = lock(&self.dir.join(TURNSTILE_FILE), true, self.lock_wait)?.ok_or_else(busy)?;

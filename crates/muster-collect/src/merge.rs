@@ -31,7 +31,7 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashTable};
 use muster_store::format::value_offset;
 use muster_store::reader::{entries, MappedFile, ReadError};
-use muster_store::{FileKind, FileName, GaugeMode};
+use muster_store::{shrunk, FileKind, FileName, GaugeMode};
 
 use crate::key::{parse_key, ParsedKey};
 use crate::listing::{list_metric_files, Listed};
@@ -427,6 +427,8 @@ pub struct Collector {
     muster_files: Vec<String>,
     /// The `*.muster` files whose problem was logged already.
     muster_logged: Vec<String>,
+    /// [`shrunk::faults`] when the files were last mapped at their sizes.
+    faults_seen: u64,
 }
 
 impl Collector {
@@ -457,6 +459,7 @@ impl Collector {
             last_errors: Vec::new(),
             muster_files: Vec::new(),
             muster_logged: Vec::new(),
+            faults_seen: shrunk::faults(),
         }
     }
 
@@ -508,6 +511,10 @@ impl Collector {
     /// and counted in [`Collector::errors_total`]; only an unreadable
     /// directory is an error.
     pub fn collect(&mut self) -> Result<MetricSet, CollectError> {
+        // A file someone shrinks while it is read leaves zeros, not a dead
+        // process (see `map_shrunk_files`).
+        let _reading = shrunk::reading();
+        self.map_shrunk_files();
         if self.state.forgets && self.gen > 0 {
             self.rebuild(FastMap::default());
         }
@@ -580,6 +587,13 @@ impl Collector {
         for (_, tracked) in &mut self.files {
             tracked.check_header(state);
         }
+        if self.map_shrunk_files() {
+            // A header read zeros: read them again from the files as they are.
+            for (_, tracked) in &mut self.files {
+                tracked.check_header(&mut self.state);
+            }
+        }
+        let state = &mut self.state;
         // Sum slots start from zero and are absent when no entry feeds them.
         state.accs.value.fill(0.0);
         let mut work: Vec<Work<'_>> = self
@@ -716,6 +730,27 @@ impl Collector {
             return Ok(self.sync_files()? || changed);
         }
         Ok(changed)
+    }
+
+    /// Once a page of a file that shrank under its mapping was read as
+    /// zeros ([`shrunk`]), maps every file again at its size now, so that
+    /// the shrunk one is read (and reported) for what it holds; whether that
+    /// happened since the last call.
+    fn map_shrunk_files(&mut self) -> bool {
+        let faults = shrunk::faults();
+        if faults == self.faults_seen {
+            return false;
+        }
+        self.faults_seen = faults;
+        for (_, tracked) in &mut self.files {
+            if let Some(map) = &mut tracked.map {
+                if map.map_again().is_err() {
+                    // Opened again at the next scrape.
+                    tracked.map = None;
+                }
+            }
+        }
+        true
     }
 
     /// Opens and maps `name` into `tracked`; whether it worked. A failure
@@ -1405,13 +1440,14 @@ type Work<'a> = (
 /// when the scan's helper starts right after.
 fn touch_headers(files: &[(Box<OsStr>, Tracked)]) {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let touch = || loop {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some((_, tracked)) = files.get(i) else {
-            break;
-        };
-        if let Some(map) = &tracked.map {
-            let _ = std::hint::black_box(map.used());
+    let touch = || {
+        let _reading = shrunk::reading();
+        while let Some((_, tracked)) =
+            files.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        {
+            if let Some(map) = &tracked.map {
+                let _ = std::hint::black_box(map.used());
+            }
         }
     };
     std::thread::scope(|scope| {

@@ -219,6 +219,7 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// A helper thread's work: scans jobs until none is left.
     pub(crate) fn help(&self, scanner: usize) {
         let _stopped = Stopped(self);
+        let _reading = muster_store::shrunk::reading();
         let mut keys = Keys::new(self.hasher);
         while let Some(i) = self.claim() {
             let scan = self.scan(i, &mut keys, scanner);

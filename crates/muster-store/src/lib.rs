@@ -14,6 +14,8 @@
 //!   muster's own `exemplar_<id>.muster` files, which Python never reads.
 //! - [`prepare_dir`]: creating, checking and taking over the directory at
 //!   startup (one owner per directory).
+//! - [`shrunk`]: surviving a mapped file that another program shrinks while
+//!   it is read.
 
 mod cell;
 pub mod dir;
@@ -25,6 +27,7 @@ pub mod key;
 mod pair;
 mod procfs;
 pub mod reader;
+pub mod shrunk;
 mod store;
 pub mod writer;
 

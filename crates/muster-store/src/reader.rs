@@ -242,6 +242,14 @@ impl MappedFile {
         self.map_size(size)
     }
 
+    /// Maps the file again at its size now, whatever it was: after a page of
+    /// the mapping was replaced by zeros because the file shrank under it
+    /// ([`crate::shrunk`]), even if it has grown back to the same size.
+    pub fn map_again(&mut self) -> Result<(), ReadError> {
+        self.map = None;
+        self.remap()
+    }
+
     /// Maps the file's first `size` bytes (its size as just looked up),
     /// unless that is what is mapped already.
     fn map_size(&mut self, size: u64) -> Result<(), ReadError> {
