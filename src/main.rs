@@ -211,6 +211,8 @@ fn print_stdout(body: &[u8]) -> Result<(), String> {
 }
 
 fn inspect(path: &Path) -> Result<(), String> {
+    // A file shrunk while it is read shows zeros rather than killing this.
+    let _reading = muster_store::shrunk::reading();
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
     let mut files = Vec::new();
