@@ -17,11 +17,12 @@
 //! set through the environment before the process starts; done by hand here
 //! for the one-shot commands alone.
 //!
-//! The kernel still zeroes each huge page when it is first touched (about
-//! 0.7 ms each on the machine of `docs/benchmarks.md`), in the merging
-//! thread, while the other core reads files. So a short-lived thread
-//! touches the first [`PREPARED`] bytes of the heap at once, while the main
-//! thread is still listing and opening files with the other core idle.
+//! The kernel still zeroes each huge page when it is first touched (usually
+//! about 0.25 ms each on the machine of `docs/benchmarks.md`, at times tens
+//! of milliseconds when free huge pages are short), in the merging thread,
+//! while the other core reads files. So a short-lived thread touches the
+//! first [`PREPARED`] bytes of the heap at once, while the main thread is
+//! still listing and opening files with the other core idle.
 
 /// Makes the heap grow by [`STEP`] at once, over transparent huge pages
 /// where the kernel allows them (`madvise` mode or `always`). Best effort:
@@ -90,10 +91,11 @@ pub fn grow_heap_in_huge_pages() {
 }
 
 /// How much of the heap is faulted in before the merge needs it: two huge
-/// pages. A scrape of the 64-worker benchmark directory uses four; 2 MB
-/// and 4 MB gave the same gain (8% of the wall time), more than that took
-/// the second core from the merge (`docs/benchmarks-by-hand.md`), and an
-/// empty directory's scrape pays 0.1 ms for it.
+/// pages. A scrape of the 64-worker benchmark directory uses four. Back to
+/// back, 2 and 4 MiB gained 8% of the wall time and more took the second
+/// core from the merge; with a Python scrape between runs, as in use, none,
+/// 4 and 8 MiB were within 2% of each other (`docs/benchmarks-by-hand.md`).
+/// An empty directory's scrape pays 0.1 ms for it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const PREPARED: usize = 4 << 20;
 
