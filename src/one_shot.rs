@@ -16,13 +16,6 @@
 //! This is glibc's own `glibc.malloc.hugetlb=1` tunable, which can only be
 //! set through the environment before the process starts; done by hand here
 //! for the one-shot commands alone.
-//!
-//! The kernel still zeroes each huge page when it is first touched (usually
-//! about 0.25 ms each on the machine of `docs/benchmarks.md`, at times tens
-//! of milliseconds when free huge pages are short), in the merging thread,
-//! while the other core reads files. So a short-lived thread touches the
-//! first [`PREPARED`] bytes of the heap at once, while the main thread is
-//! still listing and opening files with the other core idle.
 
 /// Makes the heap grow by [`STEP`] at once, over transparent huge pages
 /// where the kernel allows them (`madvise` mode or `always`). Best effort:
@@ -33,16 +26,10 @@ pub fn grow_heap_in_huge_pages() {
     const STEP: usize = 64 << 20;
     /// A transparent huge page on x86-64 and arm64 (4 KiB base pages).
     const HUGE_PAGE: usize = 2 << 20;
-    /// The file descriptor table is grown to this many entries before the
-    /// heap thread starts (see below).
-    const FD_TABLE: libc::c_int = 1024;
     // SAFETY: mallopt only changes glibc's tuning (no allocation is live
     // that depends on it); sbrk(0) only reads the program break; the block
     // is freed at once and never touched; madvise only changes how pages of
-    // the heap, which this process owns, are backed, and MADV_POPULATE_WRITE
-    // faults pages in without changing a byte of them (so it may run while
-    // the allocator hands the same memory out); fcntl and close act on a
-    // descriptor this function made.
+    // the heap, which this process owns, are backed.
     unsafe {
         // Grow by STEP, serve big blocks from the heap too (they would
         // otherwise be mapped one by one, 4 KiB pages again), and never
@@ -66,38 +53,9 @@ pub fn grow_heap_in_huge_pages() {
                 after - start,
                 libc::MADV_HUGEPAGE,
             );
-            // While a second thread lives, each growth of the descriptor
-            // table waits for an RCU grace period (milliseconds): grow it
-            // now, in one step, for the files about to be opened. The table
-            // never shrinks. Where the limit is lower, nothing happens.
-            let spare = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, FD_TABLE - 1);
-            if spare >= 0 {
-                libc::close(spare);
-            }
-            let prepared = PREPARED.min(after - start);
-            // Best effort: if no thread can start, the merge faults the
-            // pages in itself.
-            let _ = std::thread::Builder::new()
-                .name("heap".into())
-                .spawn(move || {
-                    libc::madvise(
-                        start as *mut libc::c_void,
-                        prepared,
-                        libc::MADV_POPULATE_WRITE,
-                    );
-                });
         }
     }
 }
-
-/// How much of the heap is faulted in before the merge needs it: two huge
-/// pages. A scrape of the 64-worker benchmark directory uses four. Back to
-/// back, 2 and 4 MiB gained 8% of the wall time and more took the second
-/// core from the merge; with a Python scrape between runs, as in use, none,
-/// 4 and 8 MiB were within 2% of each other (`docs/benchmarks-by-hand.md`).
-/// An empty directory's scrape pays 0.1 ms for it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const PREPARED: usize = 4 << 20;
 
 /// Elsewhere the allocator's defaults stay.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
