@@ -7,7 +7,6 @@ mod common;
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -665,13 +664,11 @@ fn a_reached_task_limit_is_a_clear_error_never_a_panic() {
     // A container whose pids.max is reached: the exporter cannot start its
     // runtime's threads.
     let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("mp");
     std::fs::create_dir(&dir).expect("mkdir");
-    let mut cmd = muster();
+    let mut cmd = common::muster_with_task_limit(tmp.path(), 1);
     cmd.args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
         .arg(&dir);
-    common::limit_tasks(&mut cmd, 1);
     let out = common::run_with_input(&mut cmd, b"", START);
     let log = common::output_text(&out);
     assert!(!log.contains("panicked"), "{log}");

@@ -18,11 +18,13 @@ use common::{
     assert_same, muster, muster_scrape, python_collect, python_parse, python_write, run_ok,
 };
 
-/// `muster scrape --format text` of `dir`, to be run under some limit.
-fn scrape_command(dir: &Path) -> Command {
-    let mut cmd = muster();
-    cmd.args(["scrape", "--format", "text", "--dir"]).arg(dir);
-    cmd
+/// `muster scrape --format text` of `dir` by `muster` (see `common`), to be
+/// run under some limit.
+fn scrape_command(mut muster: Command, dir: &Path) -> Command {
+    muster
+        .args(["scrape", "--format", "text", "--dir"])
+        .arg(dir);
+    muster
 }
 
 /// Runs `cmd` (see [`scrape_command`]) and checks that it succeeds without
@@ -69,7 +71,7 @@ fn python_dir(tmp: &Path) -> (std::path::PathBuf, Vec<u8>) {
 fn a_scrape_refused_huge_pages_prints_the_same() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (dir, unlimited) = python_dir(tmp.path());
-    let mut cmd = scrape_command(&dir);
+    let mut cmd = scrape_command(muster(), &dir);
     // SAFETY: prctl only changes this child's memory policy, between fork
     // and exec; it is inherited across exec.
     unsafe {
@@ -93,7 +95,7 @@ fn a_scrape_under_an_address_space_limit_maps_every_file() {
     // (an allocation region of 4 GiB, tried once, left no room to map the
     // files under a limit just above it).
     let limit: u64 = 1 << 30;
-    let mut cmd = scrape_command(&dir);
+    let mut cmd = scrape_command(muster(), &dir);
     // SAFETY: setrlimit only changes this child's limit, between fork and
     // exec; it is inherited across exec.
     unsafe {
@@ -105,8 +107,6 @@ fn a_scrape_under_an_address_space_limit_maps_every_file() {
 #[test]
 fn a_scrape_that_cannot_start_threads_reads_every_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Readable by the unprivileged user the scrape runs as (below).
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("mp");
     // 16 gunicorn-like workers: 64 files, 13 MB of entries, enough for a
     // first scrape to read headers and entries in several threads.
@@ -117,9 +117,9 @@ fn a_scrape_that_cannot_start_threads_reads_every_file() {
             .arg("16"),
         b"",
     );
+    // Readable by the unprivileged user the scrape may run as.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let unlimited = muster_scrape(&dir, "text");
-    let mut cmd = scrape_command(&dir);
-    common::limit_tasks(&mut cmd, 1);
+    let cmd = scrape_command(common::muster_with_task_limit(tmp.path(), 1), &dir);
     assert_scrape_unchanged(cmd, &dir, &unlimited, "without threads");
 }

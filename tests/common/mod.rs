@@ -21,7 +21,13 @@ pub fn root() -> PathBuf {
 
 /// The `muster` binary under test.
 pub fn muster() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_muster"));
+    muster_from(Path::new(env!("CARGO_BIN_EXE_muster")))
+}
+
+/// `program` (the `muster` binary or a copy of it) with the environment
+/// every test runs it in.
+fn muster_from(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_remove("PROMETHEUS_MULTIPROC_DIR")
         .env_remove("prometheus_multiproc_dir")
         .env("MUSTER_LOG", "warn");
@@ -893,13 +899,31 @@ pub fn limit_descriptors(cmd: &mut Command, n: u64) {
     }
 }
 
-/// Makes `cmd` run with at most `n` tasks (processes and threads) for its
-/// user, as a container's reached `pids.max` or an operator's `ulimit -u`
-/// would leave it. The limit binds every user but root, so when the tests
-/// run as root the command runs as `nobody` (65534): what it reads must be
-/// readable by all.
-pub fn limit_tasks(cmd: &mut Command, n: u64) {
+/// The `muster` binary under test, run with at most `n` tasks (processes
+/// and threads) for its user, as a container's reached `pids.max` or an
+/// operator's `ulimit -u` would leave it. The limit binds every user but
+/// root, so when the tests run as root it runs as `nobody` (65534), from a
+/// link or copy in `tmp`: the tree it was built in need not be open to others. `tmp`
+/// is made readable by all; so must be what it reads.
+pub fn muster_with_task_limit(tmp: &Path, n: u64) -> Command {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(tmp, open.clone()).expect("chmod the test directory");
+    // SAFETY: geteuid only reads this process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let copy = tmp.join("muster");
+        let built = env!("CARGO_BIN_EXE_muster");
+        if std::fs::hard_link(built, &copy).is_err() {
+            std::fs::copy(built, &copy).expect("copy muster");
+        }
+        std::fs::set_permissions(&copy, open).expect("chmod the copy");
+        muster_from(&copy)
+    } else {
+        muster()
+    };
+    cmd.current_dir(tmp);
     // SAFETY: set*id and setrlimit are async-signal-safe; nothing else runs
     // in the child.
     unsafe {
@@ -910,6 +934,7 @@ pub fn limit_tasks(cmd: &mut Command, n: u64) {
             set_limit(libc::RLIMIT_NPROC, n)
         });
     }
+    cmd
 }
 
 /// Sets both the soft and the hard `resource` limit of this process to `n`
