@@ -369,15 +369,8 @@ pub fn run(args: &ExporterArgs) -> Result<(), ExporterError> {
         }),
         web,
     });
-    /// The runtime's worker threads.
-    const THREADS: usize = 2;
-    let rt = muster_server::runtime::build_runtime(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(THREADS)
-            .max_blocking_threads(4),
-        THREADS,
-    )
-    .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
+    let rt = muster_server::runtime::build_runtime(2)
+        .map_err(|e| ExporterError::Runtime(format!("cannot start the runtime: {e}")))?;
     rt.block_on(serve(listener, shared))
 }
 

@@ -15,26 +15,36 @@ use std::os::unix::net::UnixStream;
 /// waker, the signal driver's socket pair and that driver's copy of one end.
 const RUNTIME_DESCRIPTORS: usize = 5;
 
-/// Builds `builder`'s runtime with all drivers enabled, which starts
-/// `threads` worker threads (0 for a current-thread runtime); an error, not a
-/// panic, when the process has too few descriptors left for it or cannot
-/// start that many threads.
-pub fn build_runtime(
-    builder: &mut tokio::runtime::Builder,
-    threads: usize,
-) -> io::Result<tokio::runtime::Runtime> {
+/// Most threads a runtime starts for blocking work.
+const BLOCKING_THREADS: usize = 4;
+
+/// A runtime with all drivers enabled and `threads` worker threads (a
+/// current-thread runtime for 1 or 0); an error, not a panic, when the
+/// process has too few descriptors left for it or cannot start that many
+/// threads.
+pub fn build_runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+    let (mut builder, started) = if threads > 1 {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        multi.worker_threads(threads);
+        (multi, threads)
+    } else {
+        (tokio::runtime::Builder::new_current_thread(), 0)
+    };
     let mut room = Vec::with_capacity(RUNTIME_DESCRIPTORS.div_ceil(2));
     while room.len() * 2 < RUNTIME_DESCRIPTORS {
         room.push(UnixStream::pair()?);
     }
     drop(room);
-    start_threads(threads).map_err(|e| {
+    start_threads(started).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("cannot start {threads} threads ({e}): the limit on tasks (pids.max, ulimit -u) is reached"),
+            format!("cannot start {started} threads ({e}): the limit on tasks (pids.max, ulimit -u) is reached"),
         )
     })?;
-    builder.enable_all().build()
+    builder
+        .max_blocking_threads(BLOCKING_THREADS)
+        .enable_all()
+        .build()
 }
 
 /// Starts `n` threads that wait until all are started, then ends them; the

@@ -98,14 +98,7 @@ pub(crate) fn run_worker<A: AppFactory>(p: WorkerParams, app: &A) -> i32 {
             return EXIT_BOOT_ERROR;
         }
     }
-    let (mut builder, threads) = if p.config.threads > 1 {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(p.config.threads);
-        (b, p.config.threads)
-    } else {
-        (tokio::runtime::Builder::new_current_thread(), 0)
-    };
-    let rt = match crate::runtime::build_runtime(builder.max_blocking_threads(4), threads) {
+    let rt = match crate::runtime::build_runtime(p.config.threads) {
         Ok(rt) => rt,
         Err(e) => {
             error!(worker = %p.id, error = %e, "cannot build the tokio runtime");
