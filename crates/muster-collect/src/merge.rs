@@ -47,9 +47,9 @@ type LabelPairs = Vec<(String, String)>;
 /// the live ones are.
 const PRUNE_MIN_ENTRIES: usize = 1024;
 
-/// Files whose header was never read from which a scrape reads headers in
-/// two threads ([`touch_headers`]): 256 files gain 7 to 9% of a one-shot
-/// scrape's time, 16 lose more than the thread costs.
+/// Files from which a collector's first scrape reads headers in two threads
+/// ([`touch_headers`]): 256 files gain 7 to 9% of a one-shot scrape's time,
+/// 16 lose more than the thread costs. Later scrapes find the headers mapped.
 const TOUCH_HEADERS_FILES: usize = 64;
 
 /// Why a scrape could not run at all (bad files never cause this).
@@ -576,11 +576,7 @@ impl Collector {
     fn merge_files(&mut self) -> bool {
         self.gen += 1;
         let gen = self.gen;
-        let unread = self
-            .files
-            .iter()
-            .filter(|(_, t)| t.map.is_some() && t.used.is_none());
-        if unread.count() >= TOUCH_HEADERS_FILES {
+        if gen == 1 && self.files.len() >= TOUCH_HEADERS_FILES {
             touch_headers(&self.files);
         }
         let state = &mut self.state;
@@ -1433,8 +1429,8 @@ type Work<'a> = (
 );
 
 /// Reads the header of every file once, in two threads, each taking the
-/// next file nobody has taken (a first scrape of many files, see
-/// [`TOUCH_HEADERS_FILES`]): the first read of a file's header is a page
+/// next file nobody has taken (a collector's first scrape of many files,
+/// see [`TOUCH_HEADERS_FILES`]): the first read of a file's header is a page
 /// fault that maps its first pages, about 6 µs each, and the headers are
 /// read before anything else can start. The thread's core is also awake
 /// when the scan's helper starts right after.
