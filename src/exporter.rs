@@ -151,13 +151,13 @@ impl DurationHistogram {
             cumulative += n;
             samples.push(Sample {
                 name: Arc::clone(&bucket),
-                labels: Arc::new(Labels::new(vec![("le".into(), le)])),
+                labels: Arc::new(Labels::new([("le", le)])),
                 value: cumulative as f64,
                 exemplar: None,
                 native: None,
             });
         }
-        let none = Arc::new(Labels::new(Vec::new()));
+        let none = Arc::new(Labels::empty());
         samples.push(Sample {
             name: Arc::from(format!("{name}_count")),
             labels: Arc::clone(&none),

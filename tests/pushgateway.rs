@@ -285,7 +285,7 @@ fn a_refused_push_is_a_clear_error() {
         kind: MetricKind::Counter,
         samples: vec![Sample {
             name: "clash".into(),
-            labels: Arc::new(Labels::new(Vec::new())),
+            labels: Arc::new(Labels::empty()),
             value: 1.0,
             exemplar: None,
             native: None,

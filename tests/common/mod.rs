@@ -824,7 +824,7 @@ pub fn text_sample_lines(body: &[u8]) -> Vec<String> {
                 .iter()
                 .map(|(n, v)| {
                     // Bounds as numbers: `1` and `1.0` are the same bound.
-                    let v = match (n.as_str(), v.as_str()) {
+                    let v = match (&**n, &**v) {
                         ("le" | "quantile", "+Inf") => {
                             muster_store::float_to_go_string(f64::INFINITY)
                         }
@@ -832,9 +832,9 @@ pub fn text_sample_lines(body: &[u8]) -> Vec<String> {
                             .parse::<f64>()
                             .map(muster_store::float_to_go_string)
                             .unwrap_or_else(|_| v.to_owned()),
-                        _ => v.clone(),
+                        _ => v.to_string(),
                     };
-                    (n.clone(), v)
+                    (n.to_string(), v)
                 })
                 .collect();
             sample_line(&s.name, pairs, s.value)

@@ -202,7 +202,7 @@ mod tests {
                 kind: MetricKind::Counter,
                 samples: vec![Sample {
                     name: "walks_total".into(),
-                    labels: Arc::new(Labels::new(vec![("route".into(), "a\"b\\c\nd".into())])),
+                    labels: Arc::new(Labels::new([("route", "a\"b\\c\nd")])),
                     value: 3.0,
                     exemplar: None,
                     native: None,

@@ -12,8 +12,11 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use hashbrown::HashSet;
+
 use muster_store::Key;
 
+use crate::model::LabelPair;
 use crate::names::{escape_label_name, escape_metric_name};
 
 /// A key's JSON, parsed, with names as Python's exposition shows them;
@@ -22,7 +25,7 @@ pub(crate) struct ParsedKey<'a> {
     pub(crate) family: Cow<'a, str>,
     pub(crate) sample: Cow<'a, str>,
     /// All labels, sorted by name.
-    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) labels: Vec<LabelPair>,
     pub(crate) help: Cow<'a, str>,
     /// The family name as written, when escaping changed it.
     pub(crate) utf8_family: Option<String>,
@@ -34,8 +37,25 @@ pub(crate) struct ParsedKey<'a> {
     pub(crate) pid: Option<usize>,
 }
 
-/// Parses a key's bytes; the error says what is wrong with them.
-pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
+/// Label names and values met in keys, each kept once and shared: the keys
+/// of a directory repeat a few of them (`method`, `GET`, `le`, `0.005`), and
+/// a first scrape parses thousands of keys.
+#[derive(Default)]
+pub(crate) struct Strings(HashSet<Arc<str>, foldhash::fast::RandomState>);
+
+impl Strings {
+    /// `text`, shared.
+    fn get(&mut self, text: &str) -> Arc<str> {
+        self.0.get_or_insert_with(text, |t| Arc::from(t)).clone()
+    }
+}
+
+/// Parses a key's bytes, taking label names and values from `strings`;
+/// the error says what is wrong with them.
+pub(crate) fn parse_key<'a>(
+    raw: &'a [u8],
+    strings: &mut Strings,
+) -> Result<ParsedKey<'a>, Arc<str>> {
     let key = match parse_python_spelling(raw) {
         Some(key) => key,
         None => {
@@ -59,16 +79,16 @@ pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
     let mut labels = Vec::with_capacity(key.labels.len());
     let mut utf8_labels = Vec::new();
     for (name, value) in key.labels {
-        let shown = escape_label_name(name.to_string());
-        if shown.is_empty() {
+        if name.is_empty() {
             return Err("key has an empty label name".into());
         }
+        let shown = escape_label_name(Cow::Borrowed(&name));
         if *shown != *name {
-            utf8_labels.push((shown.clone(), name.into_owned()));
+            utf8_labels.push((shown.to_string(), name.to_string()));
         }
-        labels.push((shown, value.into_owned()));
+        labels.push((strings.get(&shown), strings.get(&value)));
     }
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    labels.sort_unstable_by(|a: &LabelPair, b| a.0.cmp(&b.0));
     if let Some(pair) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(format!("two labels are shown as {:?}", pair[0].0).into());
     }
@@ -79,8 +99,8 @@ pub(crate) fn parse_key(raw: &[u8]) -> Result<ParsedKey<'_>, Arc<str>> {
         utf8_family,
         utf8_labels,
         sample: escape_metric_name(key.sample),
-        le: labels.iter().position(|(n, _)| n == "le"),
-        pid: labels.iter().position(|(n, _)| n == "pid"),
+        le: labels.iter().position(|(n, _)| &**n == "le"),
+        pid: labels.iter().position(|(n, _)| &**n == "pid"),
         labels,
         help: key.help,
     })
@@ -287,11 +307,15 @@ mod tests {
             assert!(parse_python_spelling(key.as_bytes()).is_none(), "{key}");
         }
         // Both parsers agree on what serde_json accepts.
-        let other = parse_key(br#"["a","b",{"y":"1","x":"2"},"h"]"#).unwrap();
+        let other = parse_key(
+            br#"["a","b",{"y":"1","x":"2"},"h"]"#,
+            &mut Strings::default(),
+        )
+        .unwrap();
         assert_eq!(
             other.labels,
             [("x".into(), "2".into()), ("y".into(), "1".into())]
         );
-        assert!(parse_key(br#"["a", "b", {}, "\q"]"#).is_err());
+        assert!(parse_key(br#"["a", "b", {}, "\q"]"#, &mut Strings::default()).is_err());
     }
 }

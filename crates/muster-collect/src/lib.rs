@@ -39,8 +39,8 @@ mod scan;
 pub use encode::{encode, Format};
 pub use merge::{CollectError, Collector};
 pub use model::{
-    BucketSpan, Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
-    Utf8Names,
+    BucketSpan, Exemplar, LabelPair, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram,
+    Sample, Utf8Names,
 };
 pub use names::Escaping;
 pub use negotiate::{Exposition, MediaType};

@@ -33,15 +33,15 @@ use muster_store::format::value_offset;
 use muster_store::reader::{entries, MappedFile, ReadError};
 use muster_store::{shrunk, FileKind, FileName, GaugeMode};
 
-use crate::key::{parse_key, ParsedKey};
+use crate::key::{parse_key, ParsedKey, Strings};
 use crate::listing::{list_metric_files, Listed};
-use crate::model::{Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
+use crate::model::{LabelPair, Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 use crate::native::MusterFiles;
 use crate::scan::{Job, Keys, Scanned, Shared};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
-type LabelPairs = Vec<(String, String)>;
+type LabelPairs = Vec<LabelPair>;
 
 /// Released entries the state may hold before it is rebuilt, however few
 /// the live ones are.
@@ -245,7 +245,7 @@ impl KeyInfo {
     }
 
     /// The labels but the one at `skip`, where they are.
-    fn labels_kept(&self, skip: Option<usize>) -> impl Iterator<Item = &(String, String)> + Clone {
+    fn labels_kept(&self, skip: Option<usize>) -> impl Iterator<Item = &LabelPair> + Clone {
         let kept = move |(i, _): &(usize, _)| Some(*i) != skip;
         self.labels
             .iter()
@@ -392,7 +392,11 @@ struct MergeState {
     histograms: Vec<HistogramSeries>,
     histogram_index: HashTable<u32>,
     /// Bucket bounds as `le` shows them (a few distinct ones, many buckets).
-    bound_text: FastMap<u64, String>,
+    bound_text: FastMap<u64, Arc<str>>,
+    /// The names of the labels a merge adds, shared by every series.
+    added: AddedNames,
+    /// Label names and values of the keys parsed.
+    strings: Strings,
     /// A per-process gauge's series without the process: (family, sample
     /// name, labels but `pid`) to its number, and by number the sample name
     /// and labels; by key number, the key's (or [`NONE`]).
@@ -401,7 +405,9 @@ struct MergeState {
     key_template: Vec<u32>,
     /// (template, interned process id) to slot.
     per_process: FastMap<(u32, u32), u32>,
-    ids: FastMap<Box<str>, u32>,
+    ids: FastMap<Arc<str>, u32>,
+    /// By interned number, the process id.
+    id_list: Vec<Arc<str>>,
     accs: Accumulators,
     /// Marks for [`MergeState::note_family`]: the pass that last noted each family.
     family_mark: Vec<u64>,
@@ -949,14 +955,15 @@ impl MergeState {
         parsed: &mut Parsed,
         gen: u64,
     ) -> bool {
+        let pid = match parsed.pid {
+            Some(pid) => pid,
+            None => *parsed.pid.insert(self.intern_id(&name.id)),
+        };
         let file = FileContext {
             kind: name.kind,
             type_tag: type_tag(name.kind),
-            pid: match parsed.pid {
-                Some(pid) => pid,
-                None => *parsed.pid.insert(self.intern_id(&name.id)),
-            },
-            id: &name.id,
+            pid,
+            id: self.id_list[pid as usize].clone(),
         };
         self.mark += 1;
         for &(family, _) in &parsed.families {
@@ -1018,7 +1025,7 @@ impl MergeState {
         value_pos: u32,
         value: f64,
         timestamp: f64,
-        file: &FileContext<'_>,
+        file: &FileContext,
         parsed: &mut Parsed,
         gen: u64,
     ) -> Result<(), Arc<str>> {
@@ -1063,7 +1070,7 @@ impl MergeState {
         match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
             Some(&key) => key,
             None => {
-                let parsed = parse_key(raw);
+                let parsed = parse_key(raw, &mut self.strings);
                 self.add_key(raw, hash, parsed)
             }
         }
@@ -1142,12 +1149,14 @@ impl MergeState {
             return n;
         }
         let n = self.ids.len() as u32;
-        self.ids.insert(id.into(), n);
+        let id: Arc<str> = id.into();
+        self.ids.insert(id.clone(), n);
+        self.id_list.push(id);
         n
     }
 
     /// The slot an entry with key `key` feeds in `file`.
-    fn slot_for(&mut self, key: u32, file: &FileContext<'_>) -> Result<u32, Arc<str>> {
+    fn slot_for(&mut self, key: u32, file: &FileContext) -> Result<u32, Arc<str>> {
         let info = match &self.key_info[key as usize] {
             Ok(info) => info,
             Err(reason) => return Err(reason.clone()),
@@ -1229,7 +1238,10 @@ impl MergeState {
                     return Ok(slot);
                 }
                 let (sample, base) = &self.template_list[template as usize];
-                let (sample, labels) = (sample.clone(), Arc::new(base.with("pid", file.id)));
+                let (sample, labels) = (
+                    sample.clone(),
+                    Arc::new(base.with(&self.added.pid, &file.id)),
+                );
                 let slot = self.new_series(family, Op::Last, sample, labels);
                 self.per_process.insert((template, file.pid), slot);
                 return Ok(slot);
@@ -1338,8 +1350,8 @@ impl MergeState {
         let le = self
             .bound_text
             .entry(bound.to_bits())
-            .or_insert_with(|| muster_store::float_to_go_string(bound));
-        let labels = Arc::new(self.histograms[h].base.with("le", le));
+            .or_insert_with(|| muster_store::float_to_go_string(bound).into());
+        let labels = Arc::new(self.histograms[h].base.with(&self.added.le, le));
         let bucket_name = self.families[family as usize].bucket_name.clone();
         let slot = self.new_slot(Op::Sum, bucket_name, labels.clone());
         self.histograms[h]
@@ -1397,7 +1409,7 @@ impl MergeState {
 fn histogram_hash<'p>(
     hasher: &impl BuildHasher,
     family: u32,
-    labels: impl Iterator<Item = &'p (String, String)>,
+    labels: impl Iterator<Item = &'p LabelPair>,
 ) -> u64 {
     let mut state = hasher.build_hasher();
     family.hash(&mut state);
@@ -1409,14 +1421,30 @@ fn histogram_hash<'p>(
 }
 
 /// The file whose entries are being bound.
-struct FileContext<'a> {
+struct FileContext {
     kind: FileKind,
     /// [`type_tag`] of `kind`.
     type_tag: u8,
     /// The process id, interned.
     pid: u32,
     /// The process id (the `pid` label of per-process gauges).
-    id: &'a str,
+    id: Arc<str>,
+}
+
+/// The label names a merge adds: `pid` to per-process gauges, `le` to
+/// buckets.
+struct AddedNames {
+    pid: Arc<str>,
+    le: Arc<str>,
+}
+
+impl Default for AddedNames {
+    fn default() -> AddedNames {
+        AddedNames {
+            pid: "pid".into(),
+            le: "le".into(),
+        }
+    }
 }
 
 /// A mapped file being merged: its mapping, its name and bytes in use if

@@ -31,16 +31,29 @@ impl MetricKind {
     }
 }
 
+/// A label's name and value. Shared: the series of one key (a gauge's per
+/// process, a histogram's buckets) hold the same strings, not copies.
+pub type LabelPair = (Arc<str>, Arc<str>);
+
 /// A label set, with its exposition text rendered once.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Labels {
-    pairs: Vec<(String, String)>,
+    pairs: Vec<LabelPair>,
     rendered: String,
 }
 
 impl Labels {
     /// Labels from name/value pairs, kept in the given order.
-    pub fn new(pairs: Vec<(String, String)>) -> Labels {
+    pub fn new<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Labels
+    where
+        N: Into<Arc<str>>,
+        V: Into<Arc<str>>,
+    {
+        // From a Vec of `LabelPair`s, the Vec itself is kept.
+        let pairs: Vec<LabelPair> = pairs
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
         let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let mut rendered = String::with_capacity(size);
         for (name, value) in &pairs {
@@ -49,12 +62,20 @@ impl Labels {
         Labels { pairs, rendered }
     }
 
+    /// No labels.
+    pub fn empty() -> Labels {
+        Labels {
+            pairs: Vec::new(),
+            rendered: String::new(),
+        }
+    }
+
     /// These labels and one more, `name="value"`, last: the same as
     /// [`Labels::new`] with the pair appended, without rendering these again.
-    pub fn with(&self, name: &str, value: &str) -> Labels {
+    pub fn with(&self, name: &Arc<str>, value: &Arc<str>) -> Labels {
         let mut pairs = Vec::with_capacity(self.pairs.len() + 1);
         pairs.extend(self.pairs.iter().cloned());
-        pairs.push((name.to_owned(), value.to_owned()));
+        pairs.push((name.clone(), value.clone()));
         let mut rendered =
             String::with_capacity(self.rendered.len() + name.len() + value.len() + 4);
         rendered.push_str(&self.rendered);
@@ -63,7 +84,7 @@ impl Labels {
     }
 
     /// The name/value pairs.
-    pub fn pairs(&self) -> &[(String, String)] {
+    pub fn pairs(&self) -> &[LabelPair] {
         &self.pairs
     }
 
@@ -77,8 +98,8 @@ impl Labels {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| **n == *name)
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -354,7 +375,7 @@ impl MetricSet {
             kind,
             samples: vec![Sample {
                 name: sample.into(),
-                labels: Arc::new(Labels::new(Vec::new())),
+                labels: Arc::new(Labels::empty()),
                 value,
                 exemplar: None,
                 native: None,
@@ -391,7 +412,7 @@ impl MetricSet {
             Some(s) => s.value += value,
             None => family.samples.push(Sample {
                 name: sample.into(),
-                labels: Arc::new(Labels::new(Vec::new())),
+                labels: Arc::new(Labels::empty()),
                 value,
                 exemplar: None,
                 native: None,
@@ -432,7 +453,7 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             for (name, value) in [("le", "+Inf"), ("pid", "w\"1\\")] {
-                let added = Labels::new(pairs(None)).with(name, value);
+                let added = Labels::new(pairs(None)).with(&name.into(), &value.into());
                 assert_eq!(added, Labels::new(pairs(Some((name, value)))));
             }
         }

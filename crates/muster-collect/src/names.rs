@@ -150,8 +150,11 @@ pub(crate) fn escape_metric_name(name: Cow<'_, str>) -> Cow<'_, str> {
 
 /// `name` as Python's exposition shows a label name: characters outside
 /// `[a-zA-Z_]` (and digits at the start) replaced by `_`.
-pub(crate) fn escape_label_name(name: String) -> String {
-    escape(name, false)
+pub(crate) fn escape_label_name(name: Cow<'_, str>) -> Cow<'_, str> {
+    if is_shown_as_is(&name, false) {
+        return name;
+    }
+    Cow::Owned(escape(name.into_owned(), false))
 }
 
 /// Whether every character of `name` (a metric name when `metric`, else a

@@ -23,13 +23,13 @@ use hashbrown::HashMap;
 use muster_store::format::{FileKind, HEADER_SIZE};
 use muster_store::reader::{entries_sized, MappedFile};
 
-use crate::key::parse_key;
+use crate::key::{parse_key, Strings};
 use crate::model::{
-    Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
+    Exemplar, LabelPair, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
 };
 
 /// A series: family name and labels sorted by name.
-type SeriesKey = (String, Vec<(String, String)>);
+type SeriesKey = (String, Vec<LabelPair>);
 
 /// One process's native part of one series.
 #[derive(Default)]
@@ -49,9 +49,11 @@ pub(crate) struct MusterFiles {
     native: BTreeMap<SeriesKey, Vec<Part>>,
     help: HashMap<String, String>,
     /// Per (sample name, sorted labels), the latest exemplar.
-    exemplars: HashMap<(String, Vec<(String, String)>), Exemplar>,
+    exemplars: HashMap<(String, Vec<LabelPair>), Exemplar>,
     /// (file, problem) for files or entries that could not be read.
     pub(crate) problems: Vec<(String, String)>,
+    /// Label names and values of the keys parsed.
+    strings: Strings,
 }
 
 impl MusterFiles {
@@ -89,7 +91,7 @@ impl MusterFiles {
                     break;
                 }
             };
-            let key = match parse_key(entry.key) {
+            let key = match parse_key(entry.key, &mut self.strings) {
                 Ok(key) => key,
                 Err(e) => {
                     problem.get_or_insert_with(|| e.to_string());
@@ -124,7 +126,7 @@ impl MusterFiles {
             let (mut schema, mut index) = (None, None);
             let mut labels = Vec::with_capacity(key.labels.len());
             for (name, v) in key.labels {
-                match name.as_str() {
+                match &*name {
                     "__schema" => schema = v.parse::<i32>().ok(),
                     "__index" => index = v.parse::<i32>().ok(),
                     _ => labels.push((name, v)),
@@ -236,7 +238,7 @@ fn attach_native(
     set: &mut MetricSet,
     family: &str,
     help: &str,
-    labels: &[(String, String)],
+    labels: &[LabelPair],
     native: NativeHistogram,
 ) {
     let count_name = format!("{family}_count");

@@ -45,7 +45,8 @@ use hashbrown::HashMap;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, sint32, sint64, WireType};
 
 use crate::model::{
-    BucketSpan, Exemplar, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram, Sample,
+    BucketSpan, Exemplar, LabelPair, Labels, MetricFamily, MetricKind, MetricSet, NativeHistogram,
+    Sample,
 };
 use crate::names::{escape_name, Escaping};
 
@@ -247,7 +248,7 @@ impl<'a, T> Series<'a, T> {
                     labels
                         .pairs()
                         .iter()
-                        .filter(|(n, _)| n != skip)
+                        .filter(|(n, _)| **n != *skip)
                         .collect::<Vec<_>>(),
                 );
                 let found = self
@@ -270,9 +271,9 @@ impl<'a, T> Series<'a, T> {
 }
 
 /// Whether two label sets are equal but for label `skip`.
-fn same_base(a: &[(String, String)], b: &[(String, String)], skip: &str) -> bool {
-    let mut a = a.iter().filter(|(n, _)| n != skip);
-    let mut b = b.iter().filter(|(n, _)| n != skip);
+fn same_base(a: &[LabelPair], b: &[LabelPair], skip: &str) -> bool {
+    let mut a = a.iter().filter(|(n, _)| **n != *skip);
+    let mut b = b.iter().filter(|(n, _)| **n != *skip);
     loop {
         match (a.next(), b.next()) {
             (None, None) => return true,
@@ -476,7 +477,7 @@ impl LabelNames<'_> {
     /// written, but for `underscores`).
     fn write(self, out: &mut Vec<u8>, labels: &Labels, skip: Option<&str>) {
         for (name, value) in labels.pairs() {
-            if Some(name.as_str()) == skip {
+            if Some(&**name) == skip {
                 continue;
             }
             let name = match self.escaping {
@@ -508,12 +509,7 @@ mod tests {
     use std::sync::Arc;
 
     fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
-        Arc::new(Labels::new(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        ))
+        Arc::new(Labels::new(pairs.iter().copied()))
     }
 
     fn sample(name: &str, pairs: &[(&str, &str)], value: f64) -> Sample {

@@ -15,7 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use crate::merge::Collector;
-use crate::model::{escape_into, MetricFamily, MetricKind};
+use crate::model::{escape_into, LabelPair, MetricFamily, MetricKind};
 
 /// A `prometheus_client` collector that merges a multiprocess directory at
 /// each encode: `registry.register_collector(Box::new(MultiprocessCollector::new(dir)))`.
@@ -85,11 +85,11 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
             // `_count` and `_sum`, as far as the files had them.
             let mut series: Option<HistogramParts> = None;
             for sample in &family.samples {
-                let base: Vec<(String, String)> = sample
+                let base: Vec<LabelPair> = sample
                     .labels
                     .pairs()
                     .iter()
-                    .filter(|(name, _)| name != "le")
+                    .filter(|(name, _)| &**name != "le")
                     .cloned()
                     .collect();
                 let parts = match &mut series {
@@ -125,7 +125,7 @@ fn encode_family(encoder: &mut DescriptorEncoder, family: &MetricFamily) -> Resu
 /// The samples of one histogram label set, gathered for the crate's encoder.
 struct HistogramParts {
     /// The label set without `le`.
-    base: Vec<(String, String)>,
+    base: Vec<LabelPair>,
     /// Upper bound and non-cumulative count.
     buckets: Vec<(f64, u64)>,
     /// The last cumulative bucket value.
@@ -134,7 +134,7 @@ struct HistogramParts {
 }
 
 impl HistogramParts {
-    fn new(base: Vec<(String, String)>) -> HistogramParts {
+    fn new(base: Vec<LabelPair>) -> HistogramParts {
         HistogramParts {
             base,
             buckets: Vec::new(),

@@ -406,7 +406,7 @@ fn flatten(set: &MetricSet, fams: &[Fam]) -> Result<Flat, TestCaseError> {
         };
         prop_assert_eq!(family.kind, kind, "type of {}", family.name);
         for s in &family.samples {
-            let key = (s.name.to_string(), sorted(s.labels.pairs().to_vec()));
+            let key = (s.name.to_string(), sorted(owned(s.labels.pairs())));
             let dup = out.insert(key.clone(), s.value);
             prop_assert!(dup.is_none(), "sample {:?} appears twice", key);
         }
@@ -415,6 +415,14 @@ fn flatten(set: &MetricSet, fams: &[Fam]) -> Result<Flat, TestCaseError> {
         }
     }
     Ok(out)
+}
+
+/// Label pairs as owned strings.
+fn owned(pairs: &[muster_collect::LabelPair]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A histogram's buckets come in increasing `le` per label set.
@@ -432,11 +440,9 @@ fn check_histogram_order(family: &muster_collect::MetricFamily) -> Result<(), Te
             le.parse::<f64>().expect("le")
         };
         let rest: Vec<(String, String)> = sorted(
-            s.labels
-                .pairs()
-                .iter()
+            owned(s.labels.pairs())
+                .into_iter()
                 .filter(|(k, _)| k != "le")
-                .cloned()
                 .collect(),
         );
         if let Some(prev) = last.insert(rest.clone(), bound) {

@@ -31,7 +31,12 @@ fn bridged(dir: &Path) -> Vec<Parsed> {
         .flat_map(|f| &f.samples)
         .map(|s| {
             // The crate writes `le` first; compare label sets in name order.
-            let mut labels = s.labels.pairs().to_vec();
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .pairs()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
             labels.sort();
             (s.name.to_string(), labels, s.value)
         })
