@@ -843,7 +843,13 @@ impl Collector {
             let Some(kind) = family.kind else {
                 continue;
             };
-            let mut samples = Vec::new();
+            // At most one sample a plain series, a bucket each and two more
+            // a histogram: the list is made once, at its size.
+            let most = family.items.iter().map(|item| match *item {
+                Item::Plain(_) => 1,
+                Item::Histogram(h) => state.histograms[h as usize].buckets.len() + 2,
+            });
+            let mut samples = Vec::with_capacity(most.sum());
             for item in &family.items {
                 match *item {
                     Item::Plain(slot) => {
@@ -978,8 +984,8 @@ impl MergeState {
             let bound = match entries(map.bytes(), offset as usize, used).next() {
                 Some(Ok(entry)) => {
                     let key = self.intern_key(entry.key);
-                    let (value, timestamp) = map.load(value_pos as usize);
-                    self.bind_entry(key, value_pos, value, timestamp, &file, parsed, gen)
+                    let value = map.load_value(value_pos as usize);
+                    self.bind_entry(key, value_pos, value, map, &file, parsed, gen)
                 }
                 _ => Err("entry no longer readable".into()),
             };
@@ -994,8 +1000,7 @@ impl MergeState {
             }
             for s in scan.entries {
                 let key = scan.numbers[s.key as usize];
-                let bound =
-                    self.bind_entry(key, s.value_pos, s.value, s.timestamp, &file, parsed, gen);
+                let bound = self.bind_entry(key, s.value_pos, s.value, map, &file, parsed, gen);
                 if let Err(reason) = bound {
                     let offset = s.value_pos - value_offset(scan.raw[s.key as usize].len()) as u32;
                     bad.add(reason, offset, s.value_pos, parsed);
@@ -1015,8 +1020,9 @@ impl MergeState {
     }
 
     /// Notes the family of `key` among the file's, files the entry whose
-    /// value is at `value_pos` where the slot it feeds says and merges its
-    /// value; the error says why it feeds nothing.
+    /// value is at `value_pos` in `map` where the slot it feeds says and
+    /// merges its value: `value` into a sum, else the value and timestamp
+    /// loaded again as one pair. The error says why it feeds nothing.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn bind_entry(
@@ -1024,7 +1030,7 @@ impl MergeState {
         key: u32,
         value_pos: u32,
         value: f64,
-        timestamp: f64,
+        map: &MappedFile,
         file: &FileContext,
         parsed: &mut Parsed,
         gen: u64,
@@ -1053,6 +1059,7 @@ impl MergeState {
             self.accs.contributors[slot as usize] += 1;
             self.accs.value[slot as usize] += value;
         } else {
+            let (value, timestamp) = map.load(value_pos as usize);
             self.accs.combine(slot, gen, value, timestamp);
         }
         Ok(())

@@ -7,8 +7,9 @@
 //! entry, finds which of the distinct keys it has seen the entry's key is
 //! (most entries have the key that followed the previous entry's key last
 //! time, so they cost one comparison and no hash), and loads the entry's
-//! value and timestamp while the entry is in its cache. The merge works on
-//! key numbers and loaded values alone, in one thread, in file order, and
+//! value while the entry is in its cache. The merge works on key numbers
+//! and loaded values (a gauge's value is loaded again with its timestamp,
+//! as one pair), in one thread, in file order, and
 //! parses the JSON of the keys it did not know (see [`crate::merge`]); while
 //! the next file's result is not ready, that thread scans a file itself, so
 //! no thread waits while there are files left to scan.
@@ -29,12 +30,12 @@ const BYTES_PER_THREAD: usize = 2 << 20;
 const MAX_THREADS: usize = 4;
 
 /// A new entry: where its value is, the scan's number of its key, and the
-/// value and timestamp as loaded.
+/// value as loaded (what a sum adds; the merge loads a gauge's value and
+/// timestamp again, as one pair).
 pub(crate) struct Scanned {
     pub(crate) value_pos: u32,
     pub(crate) key: u32,
     pub(crate) value: f64,
-    pub(crate) timestamp: f64,
 }
 
 /// What a scan found in one file.
@@ -273,12 +274,10 @@ fn scan_file<'a>(
         match entry {
             Ok(entry) => {
                 prev = keys.intern(entry.key, prev);
-                let (value, timestamp) = job.map.load(entry.value_pos);
                 found.push(Scanned {
                     value_pos: entry.value_pos as u32,
                     key: prev,
-                    value,
-                    timestamp,
+                    value: job.map.load_value(entry.value_pos),
                 });
                 end = entry.end();
             }
