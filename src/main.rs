@@ -190,18 +190,20 @@ fn scrape(dir: &Path, format: FormatArg, escaping: EscapingArg) -> Result<(), St
     let mut collector = Collector::once(dir);
     let mut set = collector.collect().map_err(|e| e.to_string())?;
     collector.append_own_metrics(&mut set);
-    let body = exposition.encode(&set);
-    let printed = print_stdout(&body);
+    let printed = print_stdout(|out| exposition.write_to(&set, out));
     // The process exits now: freeing the merge state (every key, series and
     // mapping) would only make a one-shot scrape slower.
-    std::mem::forget((collector, set, body));
+    std::mem::forget((collector, set));
     printed
 }
 
-fn print_stdout(body: &[u8]) -> Result<(), String> {
+/// Writes to standard output with `write`.
+fn print_stdout(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> Result<(), String> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(body).and_then(|()| out.flush()) {
+    match write(&mut out).and_then(|()| out.flush()) {
         // A closed pipe (`muster scrape | head`) is not an error.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(format!("cannot write output: {e}"))
@@ -232,7 +234,7 @@ fn inspect(path: &Path) -> Result<(), String> {
     for file in &files {
         inspect_file(file, &mut out);
     }
-    print_stdout(out.as_bytes())
+    print_stdout(|stdout| std::io::Write::write_all(stdout, out.as_bytes()))
 }
 
 /// The slots of an `exemplar_<id>.muster` file: each key and its exemplar.
