@@ -95,7 +95,7 @@ pub(crate) fn encode_text(set: &MetricSet, om: bool, escaping: Escaping) -> Stri
     }
 }
 
-/// [`encode_text`] into `out`, handing `out` to `flush` after each family
+/// [`encode_text`] into `out`, handing `out` to `flush` after each line
 /// that leaves it `flush_at` bytes or more, and at the end; `flush` writes
 /// it out and empties it (or keeps it all).
 fn text_to<E>(
@@ -174,9 +174,9 @@ fn text_to<E>(
                 write_exemplar(out, exemplar);
             }
             out.push('\n');
-        }
-        if out.len() >= flush_at {
-            flush(out)?;
+            if out.len() >= flush_at {
+                flush(out)?;
+            }
         }
     }
     if om {
@@ -277,8 +277,16 @@ mod tests {
     #[test]
     fn written_in_pieces_is_the_whole_body() {
         let mut big = set();
+        // One family of many samples, and many families.
+        for i in 0..2500 {
+            let mut sample = big.families[0].samples[0].clone();
+            sample.labels = Arc::new(Labels::new([("route", format!("/r{i}"))]));
+            big.families[0].samples.push(sample);
+        }
+        let one = big.families[0].samples[0].clone();
         for i in 0..5000 {
             let mut family = big.families[0].clone();
+            family.samples = vec![one.clone()];
             family.name = format!("walks{i}").into();
             family.samples[0].name = format!("walks{i}_total").into();
             big.families.push(family);
