@@ -5,7 +5,8 @@
 //! process's address space is limited (`ulimit -v`), `muster scrape` prints
 //! the same exposition, and Python's collector agrees with it. A scrape that
 //! cannot start threads (a container's `pids.max` reached, `ulimit -u`)
-//! reads every file in one thread.
+//! reads every file in one thread. A reader that hangs up early (`muster
+//! scrape | head`) ends the scrape quietly.
 
 mod common;
 
@@ -104,22 +105,62 @@ fn a_scrape_under_an_address_space_limit_maps_every_file() {
     assert_scrape_unchanged(cmd, &dir, &unlimited, "under an address-space limit");
 }
 
-#[test]
-fn a_scrape_that_cannot_start_threads_reads_every_file() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("mp");
-    // 16 gunicorn-like workers: 64 files, 13 MB of entries, enough for a
-    // first scrape to read headers and entries in several threads.
+/// A directory `workers` gunicorn-like Python workers wrote
+/// (`scripts/bench.d/gen_dir.py`: four files each, 100 routes).
+fn gunicorn_dir(tmp: &Path, workers: u32) -> std::path::PathBuf {
+    let dir = tmp.join("mp");
     run_ok(
         Command::new(common::python())
             .arg(common::root().join("scripts/bench.d/gen_dir.py"))
             .arg(&dir)
-            .arg("16"),
+            .arg(workers.to_string()),
         b"",
     );
+    dir
+}
+
+#[test]
+fn a_scrape_that_cannot_start_threads_reads_every_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 16 workers: 64 files, 13 MB of entries, enough for a first scrape to
+    // read headers and entries in several threads.
+    let dir = gunicorn_dir(tmp.path(), 16);
     // Readable by the unprivileged user the scrape may run as.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let unlimited = muster_scrape(&dir, "text");
     let cmd = scrape_command(common::muster_with_task_limit(tmp.path(), 1), &dir);
     assert_scrape_unchanged(cmd, &dir, &unlimited, "without threads");
+}
+
+/// `muster scrape | head`: a reader that hangs up after the first bytes ends
+/// the scrape quietly. The output goes out in pieces of 64 KiB, so the
+/// pieces after the hang-up fail with a closed pipe, which is no error; the
+/// bytes read are the start of the whole exposition.
+#[test]
+fn a_reader_that_hangs_up_early_ends_the_scrape_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = gunicorn_dir(tmp.path(), 4);
+    let whole = muster_scrape(&dir, "text");
+    // Far more than a pipe holds (64 KiB) and than one piece.
+    assert!(whole.len() > 256 << 10, "only {} bytes", whole.len());
+    let mut child = scrape_command(muster(), &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("muster scrape starts");
+    let mut first = vec![0u8; 100];
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    stdout.read_exact(&mut first).expect("the first bytes");
+    drop(stdout);
+    let out = child.wait_with_output().expect("muster scrape ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "muster scrape ({}) after its reader hung up: {stderr}",
+        out.status
+    );
+    assert_eq!(first, whole[..100]);
 }
