@@ -37,7 +37,7 @@ use crate::key::{parse_key, ParsedKey, Strings};
 use crate::listing::{list_metric_files, Listed};
 use crate::model::{LabelPair, Labels, MetricFamily, MetricKind, MetricSet, Sample, Utf8Names};
 use crate::native::MusterFiles;
-use crate::scan::{Job, Keys, Scanned, Shared};
+use crate::scan::{Job, KeyTable, Keys, Scanned, Shared};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Label pairs, sorted by name.
@@ -371,12 +371,9 @@ impl Tracked {
 /// must change in a way an update cannot express (see the module docs).
 #[derive(Default)]
 struct MergeState {
-    /// Distinct keys (their numbers), by the hash of their bytes.
-    keys: HashTable<u32>,
+    /// Distinct keys, numbered; by key number, what they say below.
+    keys: KeyTable<Box<[u8]>>,
     hasher: foldhash::fast::RandomState,
-    /// By key number: its bytes, their hash and what they say.
-    key_raw: Vec<Box<[u8]>>,
-    key_hash: Vec<u64>,
     key_info: Vec<Result<KeyInfo, Arc<str>>>,
     /// By key number, what the hot loop needs (12 bytes a key, so the table
     /// stays in the CPU's cache).
@@ -1073,9 +1070,8 @@ impl MergeState {
     /// [`MergeState::intern_key`] for bytes whose hash (by `self.hasher`)
     /// a scan thread made.
     fn intern_hashed(&mut self, raw: &[u8], hash: u64) -> u32 {
-        let known = &self.key_raw;
-        match self.keys.find(hash, |&k| *known[k as usize] == *raw) {
-            Some(&key) => key,
+        match self.keys.find(raw, hash) {
+            Some(key) => key,
             None => {
                 let parsed = parse_key(raw, &mut self.strings);
                 self.add_key(raw, hash, parsed)
@@ -1085,7 +1081,6 @@ impl MergeState {
 
     fn add_key(&mut self, raw: &[u8], hash: u64, parsed: Result<ParsedKey<'_>, Arc<str>>) -> u32 {
         let info = parsed.map(|parsed| self.register(parsed));
-        let key = self.key_info.len() as u32;
         self.key_bind.push(KeyBind {
             family: info.as_ref().map_or(NONE, |info| info.family),
             slot: NONE,
@@ -1094,11 +1089,7 @@ impl MergeState {
         });
         self.key_info.push(info);
         self.key_template.push(NONE);
-        self.key_raw.push(raw.into());
-        self.key_hash.push(hash);
-        let hashes = &self.key_hash;
-        self.keys.insert_unique(hash, key, |&k| hashes[k as usize]);
-        key
+        self.keys.add(raw.into(), hash)
     }
 
     /// What a new key says, with its family found or made.

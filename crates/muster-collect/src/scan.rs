@@ -54,14 +54,67 @@ pub(crate) struct FileScan<'a> {
     pub(crate) new_keys: Vec<(&'a [u8], u64)>,
 }
 
+/// Distinct keys by their bytes, numbered in the order they were added;
+/// each key's hash is kept, so the table grows without hashing keys again.
+/// A scanning thread's keys ([`Keys`]) and the merge state's are one each.
+pub(crate) struct KeyTable<K> {
+    table: HashTable<u32>,
+    bytes: Vec<K>,
+    hashes: Vec<u64>,
+}
+
+impl<K> Default for KeyTable<K> {
+    fn default() -> KeyTable<K> {
+        KeyTable {
+            table: HashTable::new(),
+            bytes: Vec::new(),
+            hashes: Vec::new(),
+        }
+    }
+}
+
+impl<K: std::ops::Deref<Target = [u8]>> KeyTable<K> {
+    /// The number of the key `raw`, whose hash is `hash`, if it is here.
+    pub(crate) fn find(&self, raw: &[u8], hash: u64) -> Option<u32> {
+        let bytes = &self.bytes;
+        self.table
+            .find(hash, |&k| *bytes[k as usize] == *raw)
+            .copied()
+    }
+
+    /// Adds `raw`, which is not here, with its hash; its number.
+    pub(crate) fn add(&mut self, raw: K, hash: u64) -> u32 {
+        let key = self.bytes.len() as u32;
+        self.bytes.push(raw);
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.table.insert_unique(hash, key, |&k| hashes[k as usize]);
+        key
+    }
+
+    /// How many keys are here.
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The keys numbered `from` and after, with their hashes.
+    fn since(&self, from: usize) -> impl Iterator<Item = (&K, u64)> {
+        self.bytes[from..]
+            .iter()
+            .zip(self.hashes[from..].iter().copied())
+    }
+
+    /// The bytes of key number `key`, if there is one.
+    fn get(&self, key: u32) -> Option<&[u8]> {
+        self.bytes.get(key as usize).map(|k| &**k)
+    }
+}
+
 /// The distinct keys one thread met, numbered in the order it met them.
 pub(crate) struct Keys<'a> {
-    table: HashTable<u32>,
+    known: KeyTable<&'a [u8]>,
     /// The merge state's hasher, so that it need not hash new keys again.
     hasher: RandomState,
-    raw: Vec<&'a [u8]>,
-    /// By key number, its hash: the table grows without hashing keys again.
-    hashes: Vec<u64>,
     /// The key that followed each key last.
     next: Vec<u32>,
 }
@@ -70,10 +123,8 @@ impl<'a> Keys<'a> {
     /// No keys yet; hashes will be made by `hasher`.
     pub(crate) fn new(hasher: RandomState) -> Keys<'a> {
         Keys {
-            table: HashTable::new(),
+            known: KeyTable::default(),
             hasher,
-            raw: Vec::new(),
-            hashes: Vec::new(),
             next: Vec::new(),
         }
     }
@@ -81,22 +132,16 @@ impl<'a> Keys<'a> {
     /// The number of `raw`, which probably is the one after `prev`.
     fn intern(&mut self, raw: &'a [u8], prev: u32) -> u32 {
         if let Some(&hint) = self.next.get(prev as usize) {
-            if self.raw.get(hint as usize).is_some_and(|k| **k == *raw) {
+            if self.known.get(hint) == Some(raw) {
                 return hint;
             }
         }
         let hash = self.hasher.hash_one(raw);
-        let known = &self.raw;
-        let key = match self.table.find(hash, |&k| *known[k as usize] == *raw) {
-            Some(&key) => key,
+        let key = match self.known.find(raw, hash) {
+            Some(key) => key,
             None => {
-                let key = self.raw.len() as u32;
-                self.raw.push(raw);
-                self.hashes.push(hash);
                 self.next.push(u32::MAX);
-                let hashes = &self.hashes;
-                self.table.insert_unique(hash, key, |&k| hashes[k as usize]);
-                key
+                self.known.add(raw, hash)
             }
         };
         if let Some(next) = self.next.get_mut(prev as usize) {
@@ -187,7 +232,7 @@ impl<'j, 'a> Shared<'j, 'a> {
     /// Scans job `i` with the keys of thread `scanner`.
     fn scan(&self, i: usize, keys: &mut Keys<'a>, scanner: usize) -> FileScan<'a> {
         let job = &self.jobs[i];
-        let known = keys.raw.len();
+        let known = keys.known.len();
         let mut entries = self.lock().spare.pop().unwrap_or_default();
         entries.reserve((job.to - job.from) / 128);
         let (end, problem) = scan_file(job, keys, &mut entries);
@@ -196,11 +241,7 @@ impl<'j, 'a> Shared<'j, 'a> {
             end,
             problem,
             scanner,
-            new_keys: keys.raw[known..]
-                .iter()
-                .copied()
-                .zip(keys.hashes[known..].iter().copied())
-                .collect(),
+            new_keys: keys.known.since(known).map(|(k, h)| (*k, h)).collect(),
         }
     }
 
