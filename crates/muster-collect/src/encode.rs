@@ -87,12 +87,10 @@ const WRITE_PIECE: usize = 64 << 10;
 pub(crate) fn encode_text(set: &MetricSet, om: bool, escaping: Escaping) -> String {
     let samples: usize = set.families.iter().map(|f| f.samples.len()).sum();
     let mut out = String::with_capacity(samples * 96 + set.families.len() * 128);
-    let whole = text_to(set, om, escaping, &mut out, usize::MAX, |_| {
+    let Ok(()) = text_to(set, om, escaping, &mut out, usize::MAX, |_| {
         Ok::<(), std::convert::Infallible>(())
     });
-    match whole {
-        Ok(()) => out,
-    }
+    out
 }
 
 /// [`encode_text`] into `out`, handing `out` to `flush` after each line

@@ -45,7 +45,7 @@ pub(crate) struct Strings(HashSet<Arc<str>, foldhash::fast::RandomState>);
 
 impl Strings {
     /// `text`, shared.
-    fn get(&mut self, text: &str) -> Arc<str> {
+    pub(crate) fn get(&mut self, text: &str) -> Arc<str> {
         self.0.get_or_insert_with(text, |t| Arc::from(t)).clone()
     }
 }

@@ -390,9 +390,8 @@ struct MergeState {
     histogram_index: HashTable<u32>,
     /// Bucket bounds as `le` shows them (a few distinct ones, many buckets).
     bound_text: FastMap<u64, Arc<str>>,
-    /// The names of the labels a merge adds, shared by every series.
-    added: AddedNames,
-    /// Label names and values of the keys parsed.
+    /// Label names and values of the keys parsed, and those the merge
+    /// adds (`pid`, `le`).
     strings: Strings,
     /// A per-process gauge's series without the process: (family, sample
     /// name, labels but `pid`) to its number, and by number the sample name
@@ -958,15 +957,13 @@ impl MergeState {
         parsed: &mut Parsed,
         gen: u64,
     ) -> bool {
-        let pid = match parsed.pid {
-            Some(pid) => pid,
-            None => *parsed.pid.insert(self.intern_id(&name.id)),
-        };
         let file = FileContext {
             kind: name.kind,
             type_tag: type_tag(name.kind),
-            pid,
-            id: self.id_list[pid as usize].clone(),
+            pid: match parsed.pid {
+                Some(pid) => pid,
+                None => *parsed.pid.insert(self.intern_id(&name.id)),
+            },
         };
         self.mark += 1;
         for &(family, _) in &parsed.families {
@@ -1235,11 +1232,10 @@ impl MergeState {
                 if let Some(&slot) = self.per_process.get(&(template, file.pid)) {
                     return Ok(slot);
                 }
+                let pid = self.strings.get("pid");
                 let (sample, base) = &self.template_list[template as usize];
-                let (sample, labels) = (
-                    sample.clone(),
-                    Arc::new(base.with(&self.added.pid, &file.id)),
-                );
+                let id = &self.id_list[file.pid as usize];
+                let (sample, labels) = (sample.clone(), Arc::new(base.with(&pid, id)));
                 let slot = self.new_series(family, Op::Last, sample, labels);
                 self.per_process.insert((template, file.pid), slot);
                 return Ok(slot);
@@ -1345,11 +1341,12 @@ impl MergeState {
                 return *slot;
             }
         }
+        let le_name = self.strings.get("le");
         let le = self
             .bound_text
             .entry(bound.to_bits())
             .or_insert_with(|| muster_store::float_to_go_string(bound).into());
-        let labels = Arc::new(self.histograms[h].base.with(&self.added.le, le));
+        let labels = Arc::new(self.histograms[h].base.with(&le_name, le));
         let bucket_name = self.families[family as usize].bucket_name.clone();
         let slot = self.new_slot(Op::Sum, bucket_name, labels.clone());
         self.histograms[h]
@@ -1423,26 +1420,8 @@ struct FileContext {
     kind: FileKind,
     /// [`type_tag`] of `kind`.
     type_tag: u8,
-    /// The process id, interned.
+    /// The process id, interned (see [`MergeState::intern_id`]).
     pid: u32,
-    /// The process id (the `pid` label of per-process gauges).
-    id: Arc<str>,
-}
-
-/// The label names a merge adds: `pid` to per-process gauges, `le` to
-/// buckets.
-struct AddedNames {
-    pid: Arc<str>,
-    le: Arc<str>,
-}
-
-impl Default for AddedNames {
-    fn default() -> AddedNames {
-        AddedNames {
-            pid: "pid".into(),
-            le: "le".into(),
-        }
-    }
 }
 
 /// A mapped file being merged: its mapping, its name and bytes in use if
