@@ -6,7 +6,8 @@
 //! the same exposition, and Python's collector agrees with it. A scrape that
 //! cannot start threads (a container's `pids.max` reached, `ulimit -u`)
 //! reads every file in one thread. A reader that hangs up early (`muster
-//! scrape | head`) ends the scrape quietly.
+//! scrape | head`) ends the scrape quietly; a full disk under the output is
+//! a clear error.
 
 mod common;
 
@@ -163,4 +164,27 @@ fn a_reader_that_hangs_up_early_ends_the_scrape_quietly() {
         out.status
     );
     assert_eq!(first, whole[..100]);
+}
+
+/// `muster scrape > file` on a full disk: the first piece cannot be written,
+/// and the scrape says so and fails (exit 2), without a panic.
+#[test]
+fn a_full_disk_under_the_output_is_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = python_dir(tmp.path());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = scrape_command(muster(), &dir)
+        .stdout(full)
+        .output()
+        .expect("muster scrape runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write output") && stderr.contains("No space left on device"),
+        "the error names the cause: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
