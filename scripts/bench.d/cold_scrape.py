@@ -17,11 +17,15 @@ with --out, written as JSON with every run (of MUSTER).
 
 --also adds other muster binaries (another commit's build) to every round,
 in an order that alternates from round to round, for a comparison in one run.
+MUSTER and each OTHER_MUSTER may carry leading arguments of their own
+(shell words, e.g. "target/release/examples/read_floor --pread"); `scrape
+--dir DIR` follows them.
 """
 
 import argparse
 import json
 import resource
+import shlex
 import statistics
 import subprocess
 import time
@@ -48,7 +52,7 @@ def main():
     p.add_argument("--also", nargs="*", default=[], metavar="OTHER_MUSTER")
     a = p.parse_args()
     binaries = [a.muster] + a.also
-    cmds = {b: [b, "scrape", "--dir", a.dir] for b in binaries}
+    cmds = {b: shlex.split(b) + ["scrape", "--dir", a.dir] for b in binaries}
     body = python_scrape(a.dir)  # warm-up: page cache, allocator
     for cmd in cmds.values():
         muster_scrape(cmd)

@@ -1,0 +1,102 @@
+//! The floor under a one-shot scrape: a process that only reads every byte
+//! in use of every `*.db` file of a directory, and merges nothing.
+//!
+//! ```sh
+//! read_floor [--pread] scrape --dir DIR
+//! ```
+//!
+//! It takes `muster scrape`'s arguments so that `scripts/bench.d/cold_scrape.py`
+//! can time it beside `muster scrape` and Python (`--also`). The main thread
+//! lists and opens the files, then one thread per core (at most four, as a
+//! scan uses) takes files in turn and sums their 8-byte words: through a
+//! read-only mapping (the default, as `muster scrape` reads), or with `pread`
+//! into a buffer each thread reuses (`--pread`). It prints the sum, so the
+//! reading cannot be left out.
+//!
+//! What a scrape must at least do (see `docs/benchmarks-by-hand.md`): every
+//! key is read to know what its value is of.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How a file's bytes are read.
+#[derive(Clone, Copy)]
+enum Reading {
+    Mapped,
+    Pread,
+}
+
+fn main() {
+    let mut reading = Reading::Mapped;
+    let mut dir = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--pread" => reading = Reading::Pread,
+            "--dir" => dir = args.next().map(PathBuf::from),
+            "scrape" => {}
+            other => fail(&format!("unexpected argument {other:?}")),
+        }
+    }
+    let dir = dir.unwrap_or_else(|| fail("usage: read_floor [--pread] scrape --dir DIR"));
+    let listing = std::fs::read_dir(&dir).unwrap_or_else(|e| fail(&e.to_string()));
+    let files: Vec<File> = listing
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+        .map(|e| File::open(e.path()).unwrap_or_else(|e| fail(&e.to_string())))
+        .collect();
+    let maps: Vec<Option<memmap2::Mmap>> = files
+        .iter()
+        .map(|f| match reading {
+            // SAFETY: read-only; the benchmark directory is not written meanwhile.
+            Reading::Mapped => {
+                Some(unsafe { memmap2::Mmap::map(f) }.unwrap_or_else(|e| fail(&e.to_string())))
+            }
+            Reading::Pread => None,
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let read = || {
+        let mut sum = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let (Some(file), Some(map)) = (files.get(index), maps.get(index)) else {
+                break;
+            };
+            let bytes: &[u8] = match map {
+                Some(map) => {
+                    let used = i32::from_ne_bytes(map[..4].try_into().unwrap_or_default());
+                    &map[..(used.max(0) as usize).min(map.len())]
+                }
+                None => {
+                    let mut header = [0u8; 4];
+                    let _ = file.read_exact_at(&mut header, 0);
+                    buf.resize(i32::from_ne_bytes(header).max(0) as usize, 0);
+                    let _ = file.read_exact_at(&mut buf, 0);
+                    &buf
+                }
+            };
+            sum = bytes.chunks_exact(8).fold(sum, |s, w| {
+                s.wrapping_add(u64::from_ne_bytes(w.try_into().unwrap_or_default()))
+            });
+        }
+        sum
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let sum = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(read)).collect();
+        let own = read();
+        helpers
+            .into_iter()
+            .fold(own, |s, h| s.wrapping_add(h.join().unwrap_or(0)))
+    });
+    println!("{sum}");
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("read_floor: {message}");
+    std::process::exit(2)
+}
