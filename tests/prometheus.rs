@@ -107,13 +107,43 @@ fn send(demo: SocketAddr, n: u32) {
     }
 }
 
-fn start_prometheus(tmp: &Path, config: &str) -> (Proc, SocketAddr) {
+/// Prometheus with `config` (written to `tmp`, and checked by promtool
+/// first) and extra command-line arguments; the process and its address.
+fn start_prometheus(tmp: &Path, config: &str, extra: &[&str]) -> (Proc, SocketAddr) {
     let config_path = tmp.join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write config");
-    // promtool agrees with the generated config first.
     let (ok, text) = common::promtool_check_config(&config_path);
     assert!(ok, "promtool check config: {text}");
-    common::start_prometheus(tmp, &config_path)
+    common::start_prometheus_with(tmp, &config_path, extra)
+}
+
+/// `muster demo` with 2 workers and its multiprocess directory in `tmp`,
+/// logging at `log`; the process and its address, once both workers run.
+fn start_demo(tmp: &Path, log: &str) -> (Proc, SocketAddr) {
+    let mut demo_cmd = muster();
+    demo_cmd
+        .env("MUSTER_LOG", log)
+        .env("MUSTER_DEMO_DB", tmp.join("walks.sqlite3"))
+        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
+        .arg(tmp.join("demo-mp"));
+    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &tmp.join("demo.log"));
+    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    wait_until("2 demo workers", Duration::from_secs(30), || {
+        (children_of(demo_proc.pid()).len() == 2).then_some(())
+    });
+    (demo_proc, demo)
+}
+
+/// `muster exporter` over `dir`, logging at `log`; the process and its address.
+fn start_exporter(tmp: &Path, dir: &Path, log: &str) -> (Proc, SocketAddr) {
+    let mut exp_cmd = muster();
+    exp_cmd
+        .env("MUSTER_LOG", log)
+        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(dir);
+    let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &tmp.join("exporter.log"));
+    let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    (exp_proc, exporter)
 }
 
 /// The first `name` sample Python's MultiProcessCollector merges from `dir`, as an
@@ -152,28 +182,12 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
     let t = tmp.path();
 
     // The demo: 2 workers.
-    let mut demo_cmd = muster();
-    demo_cmd
-        .env("MUSTER_LOG", "info")
-        .env("MUSTER_DEMO_DB", t.join("walks.sqlite3"))
-        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
-        .arg(t.join("demo-mp"));
-    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &t.join("demo.log"));
-    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
-    wait_until("2 demo workers", Duration::from_secs(30), || {
-        (children_of(demo_proc.pid()).len() == 2).then_some(())
-    });
+    let (mut demo_proc, demo) = start_demo(t, "info");
 
     // The exporter over a directory written by Python processes.
     let py_dir = t.join("python-mp");
     python_write(&py_dir, &["realistic"]);
-    let mut exp_cmd = muster();
-    exp_cmd
-        .env("MUSTER_LOG", "info")
-        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
-        .arg(&py_dir);
-    let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &t.join("exporter.log"));
-    let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    let (mut exp_proc, exporter) = start_exporter(t, &py_dir, "info");
 
     // The Pushgateway, and a batch job's push.
     let (_gw, gateway) = start_pushgateway(t);
@@ -211,7 +225,7 @@ fn prometheus_scrapes_demo_exporter_and_pushgateway() {
             &format!("{}/", targets.display()),
         );
     assert!(config.contains(&demo.to_string()) && config.contains(&gateway.to_string()));
-    let (mut prom_proc, prom) = start_prometheus(t, &config);
+    let (mut prom_proc, prom) = start_prometheus(t, &config, &[]);
 
     // The static targets come up; the exporter is not known yet.
     let limit = Duration::from_secs(60);
@@ -331,28 +345,14 @@ fn traceparent(n: u32) -> (String, String) {
 fn prometheus_ingests_native_histograms_and_exemplars_across_worker_kills() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
-    let mut demo_cmd = muster();
-    demo_cmd
-        .env("MUSTER_LOG", "info")
-        .env("MUSTER_DEMO_DB", t.join("walks.sqlite3"))
-        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
-        .arg(t.join("demo-mp"));
-    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &t.join("demo.log"));
-    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
-    wait_until("2 demo workers", Duration::from_secs(30), || {
-        (children_of(demo_proc.pid()).len() == 2).then_some(())
-    });
+    let (mut demo_proc, demo) = start_demo(t, "info");
     let config = format!(
         "global:\n  scrape_interval: {SCRAPE}\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          scrape_configs:\n  - job_name: muster\n    static_configs:\n      - targets: ['{demo}']\n"
     );
-    let config_path = t.join("prometheus.yml");
-    std::fs::write(&config_path, &config).expect("write config");
-    let (ok, text) = common::promtool_check_config(&config_path);
-    assert!(ok, "promtool check config: {text}");
-    let (mut prom_proc, prom) = common::start_prometheus_with(
+    let (mut prom_proc, prom) = start_prometheus(
         t,
-        &config_path,
+        &config,
         &["--enable-feature=native-histograms,exemplar-storage"],
     );
     let limit = Duration::from_secs(60);
@@ -505,22 +505,9 @@ fn prometheus_scrapes_the_exporter_in_protobuf() {
     let t = tmp.path();
     let py_dir = t.join("python-mp");
     python_write(&py_dir, &["types", "realistic"]);
-    let mut exp_cmd = muster();
-    exp_cmd
-        .env("MUSTER_LOG", "debug")
-        .args(["exporter", "--bind", "127.0.0.1:0", "--dir"])
-        .arg(&py_dir);
-    let mut exp_proc = Proc::start("muster exporter", &mut exp_cmd, &t.join("exporter.log"));
-    let exporter = exp_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    let (exp_proc, exporter) = start_exporter(t, &py_dir, "debug");
     // And a worker's own /metrics: the demo, 2 workers.
-    let mut demo_cmd = muster();
-    demo_cmd
-        .env("MUSTER_LOG", "info,muster_server::http=debug")
-        .env("MUSTER_DEMO_DB", t.join("walks.sqlite3"))
-        .args(["demo", "-w", "2", "-b", "127.0.0.1:0", "--multiproc-dir"])
-        .arg(t.join("demo-mp"));
-    let mut demo_proc = Proc::start("muster demo", &mut demo_cmd, &t.join("demo.log"));
-    let demo = demo_proc.wait_addr("listening addr=", Duration::from_secs(30));
+    let (demo_proc, demo) = start_demo(t, "info,muster_server::http=debug");
     send(demo, 25);
 
     let config = format!(
@@ -528,12 +515,7 @@ fn prometheus_scrapes_the_exporter_in_protobuf() {
          scrape_configs:\n  - job_name: proto\n    static_configs:\n      - targets: ['{exporter}']\n\
          \x20 - job_name: demo\n    static_configs:\n      - targets: ['{demo}']\n"
     );
-    let config_path = t.join("prometheus.yml");
-    std::fs::write(&config_path, config).expect("write config");
-    let (ok, text) = common::promtool_check_config(&config_path);
-    assert!(ok, "promtool check config: {text}");
-    let (_prom_proc, prom) =
-        common::start_prometheus_with(t, &config_path, &["--enable-feature=native-histograms"]);
+    let (_prom_proc, prom) = start_prometheus(t, &config, &["--enable-feature=native-histograms"]);
     let limit = Duration::from_secs(60);
     wait_value(prom, r#"up{job="proto"}"#, 1.0, limit);
 
