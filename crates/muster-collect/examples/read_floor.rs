@@ -68,14 +68,21 @@ fn main() {
             };
             let bytes: &[u8] = match map {
                 Some(map) => {
-                    let used = i32::from_ne_bytes(map[..4].try_into().unwrap_or_default());
+                    let header = map.get(..4).and_then(|h| h.try_into().ok());
+                    let used = i32::from_ne_bytes(header.unwrap_or_default());
                     &map[..(used.max(0) as usize).min(map.len())]
                 }
                 None => {
+                    // A file too short for its header or its `used` reads as empty.
                     let mut header = [0u8; 4];
-                    let _ = file.read_exact_at(&mut header, 0);
-                    buf.resize(i32::from_ne_bytes(header).max(0) as usize, 0);
-                    let _ = file.read_exact_at(&mut buf, 0);
+                    let used = match file.read_exact_at(&mut header, 0) {
+                        Ok(()) => i32::from_ne_bytes(header).max(0) as usize,
+                        Err(_) => 0,
+                    };
+                    buf.resize(used, 0);
+                    if file.read_exact_at(&mut buf, 0).is_err() {
+                        buf.clear();
+                    }
                     &buf
                 }
             };
