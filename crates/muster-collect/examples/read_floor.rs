@@ -7,11 +7,11 @@
 //!
 //! It takes `muster scrape`'s arguments so that `scripts/bench.d/cold_scrape.py`
 //! can time it beside `muster scrape` and Python (`--also`). The main thread
-//! lists, opens and (by default) maps the files, then one thread per core (at most four, as a
-//! scan uses) takes files in turn and sums their 8-byte words: through a
-//! read-only mapping (the default, as `muster scrape` reads), or with `pread`
-//! into a buffer each thread reuses (`--pread`). It prints the sum, so the
-//! reading cannot be left out.
+//! lists, opens and (by default) maps the files, then one thread per core
+//! (at most four, as a scan uses) takes files in turn and sums their 8-byte
+//! words: through the read-only mapping, as `muster scrape` reads, or with
+//! `pread` into a buffer each thread reuses (`--pread`). It prints the sum,
+//! so the reading cannot be left out.
 //!
 //! What a scrape must at least do (see `docs/benchmarks-by-hand.md`): every
 //! key is read to know what its value is of.
